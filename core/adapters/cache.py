@@ -1,0 +1,162 @@
+"""Two-level cache: an in-process TTL LRU in front of Redis, shared by every instance.
+
+Redis is an optimisation, never a dependency: when it is unreachable every call
+degrades to the in-process level, the outage is logged once (not per request),
+and the next call after a short back-off tries Redis again, so caching resumes
+on its own when Redis comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Callable
+
+import orjson
+from cachetools import TTLCache
+
+log = logging.getLogger("core.cache")
+
+# INCR then set the TTL only on the first increment, atomically.
+_INCR_WITH_TTL = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
+class Cache:
+    """JSON values by string key. ``redis`` is a ``redis.asyncio.Redis`` or None."""
+
+    def __init__(self, redis: Any | None, *, lru_size: int = 4096, lru_ttl_s: float = 600.0,
+                 op_timeout_s: float = 0.25, retry_after_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.redis = redis
+        self._lru: TTLCache[str, bytes] = TTLCache(maxsize=lru_size, ttl=lru_ttl_s, timer=clock)
+        self._counters: TTLCache[str, int] = TTLCache(maxsize=lru_size, ttl=86400, timer=clock)
+        self._timeout = op_timeout_s
+        self._retry_after = retry_after_s
+        self._clock = clock
+        self._down_until = 0.0
+        self._down_since: float | None = None
+        self._last_error = ""
+
+    # -- state --------------------------------------------------------------------
+    @property
+    def redis_configured(self) -> bool:
+        return self.redis is not None
+
+    @property
+    def redis_up(self) -> bool:
+        return self.redis is not None and self._down_since is None
+
+    def status(self) -> dict[str, Any]:
+        if self.redis is None:
+            return {"redis": "not configured", "lru_entries": len(self._lru)}
+        state = "up" if self._down_since is None else "down"
+        out: dict[str, Any] = {"redis": state, "lru_entries": len(self._lru)}
+        if self._last_error and state == "down":
+            out["redis_error"] = self._last_error
+        return out
+
+    def _usable(self) -> bool:
+        return self.redis is not None and self._clock() >= self._down_until
+
+    def _failed(self, exc: BaseException) -> None:
+        self._down_until = self._clock() + self._retry_after
+        self._last_error = f"{type(exc).__name__}: {exc}"[:200]
+        if self._down_since is None:
+            self._down_since = self._clock()
+            log.warning("Redis unavailable, serving from the in-process cache only: %s", self._last_error)
+
+    def _succeeded(self) -> None:
+        if self._down_since is not None:
+            log.warning("Redis is back after %.1fs; shared caching resumed", self._clock() - self._down_since)
+            self._down_since = None
+            self._last_error = ""
+
+    async def _call(self, fn: Callable[[], Any]) -> tuple[bool, Any]:
+        if not self._usable():
+            return False, None
+        try:
+            result = await asyncio.wait_for(fn(), self._timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any Redis failure degrades to the local level
+            self._failed(exc)
+            return False, None
+        self._succeeded()
+        return True, result
+
+    # -- values -------------------------------------------------------------------
+    async def get(self, key: str) -> Any | None:
+        raw = self._lru.get(key)
+        if raw is None:
+            ok, raw = await self._call(lambda: self.redis.get(key))
+            if not ok or raw is None:
+                return None
+            self._lru[key] = raw
+        return orjson.loads(raw)
+
+    async def set(self, key: str, value: Any, ttl_s: int) -> None:
+        raw = orjson.dumps(value)
+        self._lru[key] = raw
+        await self._call(lambda: self.redis.set(key, raw, ex=max(1, int(ttl_s))))
+
+    async def incr(self, key: str, ttl_s: int) -> int:
+        """Atomically count an event under ``key`` (TTL set on the first count).
+
+        Falls back to a per-process counter when Redis is down, so frequency caps
+        still hold per instance.
+        """
+        ok, n = await self._call(lambda: self.redis.eval(_INCR_WITH_TTL, 1, key, max(1, int(ttl_s))))
+        if ok:
+            return int(n)
+        n = self._counters.get(key, 0) + 1
+        self._counters[key] = n
+        return n
+
+    async def peek_count(self, key: str) -> int:
+        ok, n = await self._call(lambda: self.redis.get(key))
+        if ok:
+            return int(n or 0)
+        return self._counters.get(key, 0)
+
+    async def ping(self) -> bool:
+        ok, _ = await self._call(lambda: self.redis.ping())
+        return ok
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            try:
+                await self.redis.aclose()
+            except Exception:  # closing a broken connection must not mask anything
+                pass
+
+
+def make_redis(settings: Any) -> Any | None:
+    """The process's one Redis client, or None when no Redis is configured.
+
+    Locally a ``REDIS_URL``; in Azure ``REDIS_HOST`` with TLS and Entra ID (the
+    managed identity), through redis-entraid's credential provider.
+    """
+    import redis.asyncio as aioredis
+
+    common = dict(socket_timeout=settings.redis_timeout_s, socket_connect_timeout=settings.redis_timeout_s,
+                  retry_on_timeout=False, health_check_interval=30)
+    if settings.redis_host:
+        from redis_entraid.cred_provider import create_from_default_azure_credential
+
+        provider = create_from_default_azure_credential(("https://redis.azure.com/.default",))
+        pool = aioredis.BlockingConnectionPool(
+            host=settings.redis_host, port=settings.redis_port, ssl=True,
+            connection_class=aioredis.SSLConnection, credential_provider=provider,
+            max_connections=settings.redis_max_connections, timeout=settings.redis_timeout_s, **common)
+        return aioredis.Redis(connection_pool=pool)
+    if settings.redis_url:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=settings.redis_max_connections,
+            timeout=settings.redis_timeout_s, **common)
+        return aioredis.Redis(connection_pool=pool)
+    return None

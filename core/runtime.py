@@ -1,0 +1,223 @@
+"""Process-wide singletons: created once, reused by every warm invocation.
+
+Nothing here does I/O at construction, so importing ``function_app`` never
+fails and never waits. The first request (or the local host's warm-up) starts
+the index and catalog supervisors; clients that need a running event loop (the
+aiohttp session, the Claude client) are created on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from core.adapters.cache import Cache, make_redis
+from core.artifacts import ArtifactError
+from core.holder import ArtifactHolder, LocalArtifactSource
+from core.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger("core.runtime")
+
+SEARCH_KIND, SEARCH_FORMAT = "search-index", 1
+BUILD_TIMEOUT_S = 900
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.started_at = time.monotonic()
+        self.cache = Cache(make_redis(settings), lru_size=settings.lru_size, lru_ttl_s=settings.cache_ttl_s,
+                           op_timeout_s=settings.redis_timeout_s)
+        self.executor = ThreadPoolExecutor(max(1, settings.search_workers), thread_name_prefix="search")
+        self.index: ArtifactHolder = self._index_holder()
+        self._http: Any = None
+        self._claude: Any = None
+        self._ads: Any = None
+        self.catalog: ArtifactHolder | None = None
+        from core.search.service import SearchService
+
+        self.search = SearchService(settings, self.cache, self.index, self.executor, answer_fn=self._answer)
+
+    # ----------------------------------------------------------------- index
+    def _index_holder(self) -> ArtifactHolder:
+        s = self.settings
+        if s.blob_configured:
+            from core.adapters.blob import BlobArtifactSource
+
+            source: Any = BlobArtifactSource(s, s.index_container, kind=SEARCH_KIND, format_version=SEARCH_FORMAT)
+            deep = False  # fetch() verified every file's sha256 on download
+        else:
+            source = LocalArtifactSource(s.path(s.index_local_path), ensure=self._build_local_index)
+            deep = True
+
+        def load(path: Path) -> Any:
+            from core.search.engine import SearchIndex
+
+            return SearchIndex.load(path, encoder_threads=s.encoder_threads, deep_verify=deep)
+
+        return ArtifactHolder("search index", source, load, refresh_interval_s=s.refresh_interval_s,
+                              wait_s=min(5.0, s.request_deadline_s))
+
+    async def _build_local_index(self) -> None:
+        """Embedded default: build the sample knowledge base's bundle in a child process.
+
+        The builder needs torch; the serving process never imports it.
+        """
+        s = self.settings
+        corpus, out = s.path(s.sample_corpus), s.path(s.index_local_path)
+        if not corpus.exists():
+            raise ArtifactError(f"no index at {out} and no corpus at {corpus} to build one from")
+        log.info("no index at %s: building it from %s (first run only)", out, corpus)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "core.search.build", str(corpus), "--out", str(out), "--no-progress",
+            cwd=str(PROJECT_ROOT), env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        try:
+            output, _ = await asyncio.wait_for(proc.communicate(), BUILD_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            proc.kill()
+            raise ArtifactError(f"building the sample index took longer than {BUILD_TIMEOUT_S}s") from None
+        if proc.returncode != 0:
+            tail = output.decode(errors="replace").strip().splitlines()[-5:]
+            raise ArtifactError(f"building the sample index failed: {' | '.join(tail)}")
+
+    # --------------------------------------------------------------- clients
+    async def http(self) -> Any:
+        """The process's one aiohttp session (Azure Maps and other plain HTTP)."""
+        if self._http is None or self._http.closed:
+            import aiohttp
+
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=100, limit_per_host=50, ttl_dns_cache=300),
+                timeout=aiohttp.ClientTimeout(total=self.settings.request_deadline_s))
+        return self._http
+
+    def claude(self) -> Any:
+        if self._claude is None:
+            from core.adapters.claude import ClaudeClient
+
+            self._claude = ClaudeClient(self.settings)
+        return self._claude
+
+    async def _answer(self, query: str, hits: list, deadline: Any) -> dict[str, Any]:
+        from core.search.answer import answer
+
+        return await answer(query, hits, self.claude(), deadline)
+
+    # ------------------------------------------------------------------- ads
+    def _catalog_holder(self) -> ArtifactHolder:
+        from core.ads.catalog import CATALOG_FORMAT, CATALOG_KIND, LoadedCatalog
+
+        s = self.settings
+        if s.blob_configured:
+            from core.adapters.blob import BlobArtifactSource
+
+            source: Any = BlobArtifactSource(s, s.ads_container, kind=CATALOG_KIND, format_version=CATALOG_FORMAT)
+        else:
+            source = _LocalFileSource(s.path(s.ads_catalog_path))
+
+        def load(path: Path) -> Any:
+            index = self.index.current
+            if index is None:
+                raise ArtifactError("the search index (and its encoder) is not loaded yet")
+            if path.is_file():
+                return LoadedCatalog.from_jsonl(path, index.encoder)
+            return LoadedCatalog.from_dir(path, index.encoder)
+
+        return ArtifactHolder("ads catalog", source, load, refresh_interval_s=s.refresh_interval_s,
+                              retry_initial_s=0.5, wait_s=min(5.0, s.request_deadline_s))
+
+    async def recommend_ads(self, req: Any, deadline: Any) -> dict[str, Any]:
+        if self.catalog is None:
+            self.catalog = self._catalog_holder()
+        await self.index.get(wait_s=deadline.cap(self.index.wait_s))  # the catalog needs its encoder
+        catalog = await self.catalog.get(wait_s=deadline.cap(self.catalog.wait_s))
+        if self._ads is None:
+            from core.ads.service import AdsService
+
+            self._ads = AdsService(self.settings, self.cache, self.claude(), await self._geocoder())
+        return await self._ads.recommend(req, catalog, deadline)
+
+    async def _geocoder(self) -> Any:
+        from core.ads.geo import Geocoder
+
+        return Geocoder(self.settings, self.cache, await self.http())
+
+    # ---------------------------------------------------------------- health
+    def warm_up(self) -> None:
+        """Start loading the index now rather than on the first request."""
+        self.index.start()
+
+    async def health(self) -> dict[str, Any]:
+        self.index.start()
+        redis_ok = await self.cache.ping() if self.cache.redis_configured else None
+        index = self.index.status()
+        report: dict[str, Any] = {
+            "status": "ok" if index["state"] == "ready" and not self.settings.errors else "unavailable",
+            "index": index,
+            "cache": {**self.cache.status(), **({"redis_ping": redis_ok} if redis_ok is not None else {})},
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+        }
+        if self.catalog is not None:
+            report["catalog"] = self.catalog.status()
+        if self._claude is not None:
+            report["claude"] = self._claude.status()
+        else:
+            report["claude"] = {"configured": self.settings.claude_configured}
+        if self.settings.errors:
+            report["config_errors"] = list(self.settings.errors)
+        if index["state"] != "ready":
+            report["reason"] = index.get("last_error") or f"search index {index['state']}"
+        return report
+
+    async def close(self) -> None:
+        await self.index.close()
+        if self.catalog is not None:
+            await self.catalog.close()
+        if self._claude is not None:
+            await self._claude.close()
+        if self._http is not None:
+            await self._http.close()
+        await self.cache.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _LocalFileSource(LocalArtifactSource):
+    """A single local file (the sample ads catalog JSONL), versioned by its content hash."""
+
+    async def latest(self) -> dict[str, Any]:
+        import hashlib
+
+        raw = await asyncio.to_thread(self.path.read_bytes)
+        digest = hashlib.sha256(raw).hexdigest()
+        return {"version": f"file-{digest[:12]}", "manifest_sha256": digest}
+
+
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        settings = Settings.from_env()
+        logging.getLogger("core").setLevel(settings.log_level.upper() if settings.log_level else "INFO")
+        from core import telemetry
+
+        telemetry.configure(settings)
+        _runtime = Runtime(settings)
+    return _runtime
+
+
+async def reset_runtime(settings: Settings | None = None) -> Runtime:
+    """Close the current runtime and make a new one (tests, the local host)."""
+    global _runtime
+    if _runtime is not None:
+        await _runtime.close()
+    _runtime = Runtime(settings or Settings.from_env())
+    return _runtime

@@ -1,0 +1,123 @@
+"""The search use case: cache, single flight, retrieval off the event loop, optional answer."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import asdict
+from typing import Any, Awaitable, Callable
+
+import orjson
+
+from core.adapters.cache import Cache
+from core.deadline import Deadline
+from core.holder import ArtifactHolder
+from core.search.models import SearchRequest
+from core.settings import Settings
+from core.telemetry import span
+
+log = logging.getLogger("core.search")
+
+CACHE_PREFIX = "search:v1:"
+AnswerFn = Callable[[str, list, Deadline], Awaitable[dict[str, Any]]]
+
+
+def normalise_query(query: str) -> str:
+    return " ".join(query.casefold().split())
+
+
+class SingleFlight:
+    """Identical concurrent calls share one computation."""
+
+    def __init__(self) -> None:
+        self._inflight: dict[str, asyncio.Future] = {}
+        self.shared = 0  # how many callers joined a computation already running
+
+    async def run(self, key: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+        fut = self._inflight.get(key)
+        if fut is not None:
+            self.shared += 1
+            return await asyncio.shield(fut)
+        fut = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            result = await fn()
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved: joiners re-raise it themselves
+            raise
+        else:
+            fut.set_result(result)
+            return result
+        finally:
+            del self._inflight[key]
+
+
+class SearchService:
+    def __init__(self, settings: Settings, cache: Cache, index: ArtifactHolder, executor: Executor,
+                 answer_fn: AnswerFn | None = None) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.index = index
+        self.executor = executor
+        self.answer_fn = answer_fn
+        self.flight = SingleFlight()
+
+    def cache_key(self, req: SearchRequest, version: str) -> str:
+        s = self.settings
+        parts = [normalise_query(req.query), req.top_k, req.filters or {}, req.answer,
+                 s.fusion_method, s.fusion_depth, s.rrf_k, s.convex_alpha, version]
+        digest = hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+        return f"{CACHE_PREFIX}{version}:{digest}"
+
+    async def search(self, req: SearchRequest, deadline: Deadline) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        index = await self.index.get(wait_s=deadline.cap(self.index.wait_s))
+        key = self.cache_key(req, index.version)
+        with span("cache.get"):
+            cached = await self.cache.get(key)
+        if cached is not None:
+            return {**cached, "cached": True, "took_ms": round((time.perf_counter() - t0) * 1000, 2)}
+        payload = await self.flight.run(key, lambda: self._compute(req, index, key, deadline))
+        return {**payload, "cached": False, "took_ms": round((time.perf_counter() - t0) * 1000, 2)}
+
+    async def _compute(self, req: SearchRequest, index: Any, key: str, deadline: Deadline) -> dict[str, Any]:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        with span("retrieval", top_k=req.top_k, method=s.fusion_method):
+            hits = await deadline.run(loop.run_in_executor(
+                self.executor, lambda: index.search(req.query, req.top_k, filters=req.filters,
+                                                    method=s.fusion_method, depth=s.fusion_depth,
+                                                    rrf_k=s.rrf_k, alpha=s.convex_alpha)))
+        payload: dict[str, Any] = {
+            "query": req.query,
+            "results": [_result(h) for h in hits],
+            "index_version": index.version,
+            "fusion": s.fusion_method,
+        }
+        degraded_reasons: list[str] = []
+        if req.answer:
+            if self.answer_fn is None:
+                payload["answer"] = None
+                degraded_reasons.append("answer: not available in this deployment")
+            else:
+                with span("answer"):
+                    ans = await self.answer_fn(req.query, hits, deadline)
+                payload["answer"] = ans.get("answer")
+                degraded_reasons.extend(ans.get("reasons", []) if ans.get("degraded") else [])
+        if degraded_reasons:
+            payload["degraded"] = True
+            payload["reasons"] = degraded_reasons
+        else:
+            with span("cache.set"):
+                await self.cache.set(key, payload, s.cache_ttl_s)  # only complete answers are cached
+        return payload
+
+
+def _result(hit: Any) -> dict[str, Any]:
+    d = asdict(hit)
+    d["score"] = round(float(d["score"]), 6)
+    return d
