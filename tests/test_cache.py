@@ -1,0 +1,77 @@
+"""The two-level cache against a real Redis, including Redis going away and coming back."""
+
+import asyncio
+import logging
+
+import pytest
+
+from core.adapters.cache import Cache, make_redis
+from core.settings import Settings
+from tests.fixtures.services import RedisProcess
+
+
+def _cache(url: str, **kw) -> Cache:
+    return Cache(make_redis(Settings.from_env({"REDIS_URL": url})), **kw)
+
+
+async def test_values_round_trip_through_redis_and_are_shared(redis_url):
+    a, b = _cache(redis_url), _cache(redis_url)  # two "instances"
+    await a.set("t:shared", {"x": [1, 2, "é"]}, 60)
+    assert await b.get("t:shared") == {"x": [1, 2, "é"]}
+    assert await b.get("t:absent") is None
+    await a.close(), await b.close()
+
+
+async def test_incr_is_atomic_and_sets_a_ttl(redis_url):
+    c = _cache(redis_url)
+    key = "t:cap:atomic"
+    await c.redis.delete(key)
+    counts = await asyncio.gather(*(c.incr(key, 100) for _ in range(50)))
+    assert sorted(counts) == list(range(1, 51))
+    ttl = await c.redis.ttl(key)
+    assert 0 < ttl <= 100
+    await c.close()
+
+
+async def test_without_redis_the_local_level_still_serves(caplog):
+    c = Cache(None)
+    await c.set("k", {"v": 1}, 10)
+    assert await c.get("k") == {"v": 1}
+    assert [await c.incr("n", 10) for _ in range(3)] == [1, 2, 3]
+    assert c.status()["redis"] == "not configured"
+
+
+async def test_redis_outage_degrades_logs_once_and_recovers(caplog):
+    server = RedisProcess().start()
+    c = _cache(server.url, retry_after_s=0.2)
+    await c.set("k1", 1, 60)
+    c._lru.clear()
+    assert await c.get("k1") == 1
+    server.stop()
+    caplog.set_level(logging.WARNING, logger="core.cache")
+    for i in range(20):  # every call still answers, from the local level
+        await c.set(f"down{i}", i, 60)
+        assert await c.get(f"down{i}") == i
+        assert await c.get("never-set") is None
+    assert c.status()["redis"] == "down"
+    assert sum("Redis unavailable" in r.message for r in caplog.records) == 1
+    server.start()  # same port
+    await asyncio.sleep(0.3)
+    for _ in range(20):
+        await c.set("after", "back", 60)
+        if c.redis_up:
+            break
+        await asyncio.sleep(0.1)
+    assert c.redis_up
+    assert await c.redis.get("after") is not None  # written to Redis again
+    assert any("Redis is back" in r.message for r in caplog.records)
+    await c.close()
+    server.stop()
+
+
+@pytest.mark.parametrize("ttl", [1])
+async def test_entries_expire_in_redis(redis_url, ttl):
+    c = _cache(redis_url)
+    await c.set("t:exp", "v", ttl)
+    assert await c.redis.ttl("t:exp") <= ttl
+    await c.close()
