@@ -140,6 +140,13 @@ class Settings:
 
     def _validated(self) -> "Settings":
         problems = list(self.errors)
+        values = self.as_dict()
+        for f in fields(self):
+            # An unresolved Key Vault reference reaches the app as the literal reference text.
+            v = values[f.name]
+            if isinstance(v, str) and v.startswith("@Microsoft.KeyVault("):
+                problems.append(f"{f.metadata.get('env')} is an unresolved Key Vault reference; treated as unset")
+                values[f.name] = ""
         if self.fusion_method not in ("convex", "rrf"):
             problems.append(f"FUSION_METHOD={self.fusion_method!r} must be 'convex' or 'rrf'")
         if not 0.0 <= self.convex_alpha <= 1.0:
@@ -149,7 +156,7 @@ class Settings:
                 problems.append(f"{env_name(name)} must be positive")
         if problems == list(self.errors):
             return self
-        return Settings(**{**self.as_dict(), "errors": tuple(problems)})
+        return Settings(**{**values, "errors": tuple(problems)})
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures.services",  # real Redis and Azurite
     "tests.fixtures.index",     # built index bundles
     "tests.fixtures.fakes",     # fake Anthropic and Azure Maps servers
+    "tests.fixtures.app",       # the app over real components, and the local host
 ]

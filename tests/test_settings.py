@@ -38,3 +38,9 @@ def test_local_settings_example_lists_every_setting_with_default_and_meaning():
     for env, default, meaning in documented():
         assert example["Values"].get(env) == str(default), env
         assert example["SettingsHelp"].get(env) == meaning, env
+
+
+def test_unresolved_key_vault_reference_counts_as_unset():
+    s = Settings.from_env({"ANTHROPIC_API_KEY": "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/x/)"})
+    assert s.anthropic_api_key == "" and not s.claude_configured
+    assert any("Key Vault" in e for e in s.errors)
