@@ -38,6 +38,16 @@ def route_prefix(host_json: Path) -> str:
     return prefix.strip("/")
 
 
+_FUNCTIONS: dict[int, list] = {}
+
+
+def functions_of(fapp: Any) -> list:
+    """``fapp.get_functions()``, cached: the SDK refuses a second call on the same app."""
+    if id(fapp) not in _FUNCTIONS:
+        _FUNCTIONS[id(fapp)] = fapp.get_functions()
+    return _FUNCTIONS[id(fapp)]
+
+
 def _json(status: int, payload: Any) -> web.Response:
     return web.Response(status=status, body=json.dumps(payload).encode(), content_type="application/json")
 
@@ -51,7 +61,7 @@ def build_app(module: str = "function_app", *, settings: Settings | None = None,
     max_body = settings.max_body_bytes
     app = web.Application(client_max_size=max(4 * max_body, 1 << 20))
 
-    for fn in fapp.get_functions():
+    for fn in functions_of(fapp):
         trigger = fn.get_trigger()
         if type(trigger).__name__ != "HttpTrigger":
             continue

@@ -9,16 +9,12 @@ import azure.functions as func
 import pytest
 
 import function_app
+from core.devhost import functions_of
 from core.settings import PROJECT_ROOT
-
-_FUNCTIONS = None
 
 
 def functions():
-    global _FUNCTIONS
-    if _FUNCTIONS is None:  # get_functions() may only be called once per app
-        _FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
-    return _FUNCTIONS
+    return {f.get_function_name(): f for f in functions_of(function_app.app)}
 
 
 def post(route: str, body, content_type="application/json", headers=None) -> func.HttpRequest:

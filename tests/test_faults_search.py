@@ -1,0 +1,182 @@
+"""Faults and hot reload on the search path, driven over HTTP while they happen.
+
+Each test runs a steady stream of /api/search requests through the local host
+against real Redis and Azurite processes, injects the fault, and asserts the
+number of failed requests and the worst latency.
+"""
+
+import asyncio
+import json
+import shutil
+
+import pytest
+
+from core.adapters.blob import publish_artifact, sync_service_client
+from core.artifacts import ArtifactError
+from tests.fixtures.app import app_settings
+from tests.fixtures.services import AzuriteProcess, RedisProcess, free_port
+from tests.fixtures.traffic import Traffic
+
+QUERIES = [("search", {"query": q, "top_k": 5}) for q in
+           ("reset my password", "wifi keeps dropping", "passport renewal", "sore throat remedies",
+            "how to budget", "replace a tyre", "cat vomiting", "jet lag tips")]
+
+
+def _versioned_copy(bundle, dest, version):
+    shutil.copytree(bundle, dest)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    manifest["version"] = version
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    return dest
+
+
+async def _until(predicate, timeout=20.0, every=0.1):
+    for _ in range(int(timeout / every)):
+        if await predicate():
+            return True
+        await asyncio.sleep(every)
+    return False
+
+
+async def test_redis_stopped_mid_run_then_started_again(make_runtime, serve, mini_bundle, tmp_path):
+    redis = RedisProcess().start()
+    settings = app_settings(mini_bundle, redis.url, tmp_path)
+    rt = await make_runtime(settings)
+    base = await serve(settings)
+    traffic = Traffic(base)
+    # Distinct queries, so that every request reads and writes Redis (none is an in-process hit).
+    distinct = [("search", {"query": f"{job[1]['query']} {i}", "top_k": 5}) for i, job in enumerate(QUERIES * 300)]
+    traffic.start(distinct, workers=4, max_seconds=30)
+    await asyncio.sleep(1.0)
+    redis.stop()
+    await asyncio.sleep(2.0)
+    during = traffic.count()
+    redis.start()
+    resumed = await _until(lambda: _redis_has_search_keys(rt), timeout=15)
+    await asyncio.sleep(0.5)
+    outcomes = await traffic.stop()
+    redis.stop()
+    assert len(outcomes) > during > 20
+    assert traffic.failed() == [], traffic.failed()[:3]
+    assert traffic.worst_ms() < 2000
+    assert resumed, "caching did not resume in Redis after it came back"
+    assert rt.cache.redis_up
+
+
+async def _redis_has_search_keys(rt):
+    try:
+        return bool(await rt.cache.redis.keys("search:v1:*"))
+    except Exception:
+        return False
+
+
+async def test_blob_unreachable_at_cold_start_then_reachable(make_runtime, serve, mini_bundle, tmp_path):
+    port = free_port()
+    azurite = AzuriteProcess(tmp_path / "azurite", port=port)
+    settings = app_settings(mini_bundle, "", tmp_path, BLOB_CONNECTION_STRING=azurite.connection_string,
+                            INDEX_CONTAINER="coldstart", BLOB_TIMEOUT_S="3", REDIS_URL="")
+    rt = await make_runtime(settings)
+    base = await serve(settings)
+    traffic = Traffic(base)
+    traffic.start(QUERIES, workers=2, max_seconds=60, pause_s=0.05)
+    assert await _until(lambda: _state_is(rt, "failed"), timeout=15)
+    await asyncio.sleep(1.0)
+    azurite.start()
+    publish_artifact(settings, mini_bundle, "coldstart", progress=False)
+    loaded = await _until(lambda: _ready(rt), timeout=40)
+    await asyncio.sleep(0.5)
+    await traffic.stop()
+    azurite.stop()
+    assert loaded, rt.index.status()
+    not_ok = traffic.failed(allowed=(200, 503))
+    assert not_ok == [], not_ok[:3]
+    unavailable = [o for o in traffic.outcomes if o.status == 503]
+    assert unavailable and all(o.body["error"]["code"] == "not_ready" for o in unavailable)
+    assert any(o.status == 200 for o in traffic.outcomes)
+    assert rt.index.load_count == 1
+    assert traffic.worst_ms() < 8000  # the request deadline bounds even a cold start
+
+
+async def _ready(rt):
+    return rt.index.status()["state"] == "ready"
+
+
+async def _state_is(rt, state):
+    return rt.index.status()["state"] == state
+
+
+@pytest.mark.parametrize("damage", ["tampered", "truncated", "manifest-checksum"])
+async def test_damaged_new_version_is_never_served(damage, make_runtime, serve, mini_bundle, azurite, tmp_path):
+    container = f"damaged-{damage}"
+    settings = app_settings(mini_bundle, "", tmp_path, BLOB_CONNECTION_STRING=azurite.connection_string,
+                            INDEX_CONTAINER=container, REDIS_URL="")
+    publish_artifact(settings, _versioned_copy(mini_bundle, tmp_path / "v1", "v1"), container, progress=False)
+    rt = await make_runtime(settings)
+    base = await serve(settings)
+    await rt.index.get(wait_s=30)
+    traffic = Traffic(base)
+    traffic.start(QUERIES, workers=2, max_seconds=30)
+    publish_artifact(settings, _versioned_copy(mini_bundle, tmp_path / "v2", "v2"), container, progress=False)
+    cc = sync_service_client(settings).get_container_client(container)
+    if damage == "tampered":
+        name = "v2/embeddings.npy" if cc.get_blob_client("v2/embeddings.npy").exists() else None
+        name = name or next(b.name for b in cc.list_blobs("v2/") if not b.name.endswith("manifest.json"))
+        data = bytearray(cc.download_blob(name).readall())
+        data[-1] ^= 0xFF
+        cc.upload_blob(name, bytes(data), overwrite=True)
+    elif damage == "truncated":
+        name = next(b.name for b in cc.list_blobs("v2/") if b.size > 100 and not b.name.endswith("manifest.json"))
+        data = cc.download_blob(name).readall()
+        cc.upload_blob(name, data[: len(data) // 2], overwrite=True)
+    else:
+        manifest = json.loads(cc.download_blob("v2/manifest.json").readall())
+        manifest["created_at"] = "tampered"
+        cc.upload_blob("v2/manifest.json", json.dumps(manifest).encode(), overwrite=True)
+    with pytest.raises(ArtifactError):
+        await rt.index.refresh_now()
+    await asyncio.sleep(0.5)
+    await traffic.stop()
+    assert rt.index.version == "v1"
+    assert traffic.failed() == []
+    assert {o.body["index_version"] for o in traffic.outcomes} == {"v1"}
+    assert not (settings.cache_path / container / "v2").exists()
+
+
+async def test_hot_reload_swaps_versions_under_traffic(make_runtime, serve, mini_bundle, mini_corpus, azurite,
+                                                      redis_url, tmp_path):
+    from core.search.build import build_bundle
+
+    container = "hotreload"
+    settings = app_settings(mini_bundle, redis_url, tmp_path, BLOB_CONNECTION_STRING=azurite.connection_string,
+                            INDEX_CONTAINER=container, REFRESH_INTERVAL_S="0.3")
+    publish_artifact(settings, _versioned_copy(mini_bundle, tmp_path / "v1", "v1"), container, progress=False)
+    rt = await make_runtime(settings)
+    base = await serve(settings)
+    await rt.index.get(wait_s=30)
+    probe = ("search", {"query": "zanzibarquux telescope", "top_k": 3})
+    traffic = Traffic(base)
+    traffic.start(QUERIES + [probe], workers=4, max_seconds=60)
+    await asyncio.sleep(1.0)
+    corpus = tmp_path / "v2.jsonl"
+    new_doc = {"id": "new-doc", "title": "The zanzibarquux telescope", "url": "https://example.com/new",
+               "text": "The zanzibarquux telescope is a fictional instrument used only in this reload test."}
+    corpus.write_text(mini_corpus.read_text().rstrip("\n") + "\n" + json.dumps(new_doc) + "\n")
+    build_bundle(corpus, tmp_path / "v2", version="v2", progress=False)
+    publish_artifact(settings, tmp_path / "v2", container, progress=False)
+    swapped = await _until(lambda: _version_is(rt, "v2"), timeout=20)
+    await asyncio.sleep(1.0)
+    outcomes = await traffic.stop()
+    assert swapped
+    assert traffic.failed() == [], traffic.failed()[:3]
+    versions = [o.body["index_version"] for o in outcomes]
+    assert versions[0] == "v1" and versions[-1] == "v2"
+    after = [o.body for o in outcomes if o.body["index_version"] == "v2" and o.body["query"].startswith("zanzibarquux")]
+    assert after and all(b["results"][0]["id"] == "new-doc" for b in after)
+    before = [o.body for o in outcomes if o.body["index_version"] == "v1" and o.body["query"].startswith("zanzibarquux")]
+    assert all(r["id"] != "new-doc" for b in before for r in b["results"])  # no stale result outlives the swap
+    health = await rt.health()
+    assert health["index"]["version"] == "v2"
+
+
+async def _version_is(rt, version):
+    return rt.index.version == version
