@@ -75,7 +75,7 @@ class Runtime:
             raise ArtifactError(f"no index at {out} and no corpus at {corpus} to build one from")
         log.info("no index at %s: building it from %s (first run only)", out, corpus)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "core.search.build", str(corpus), "--out", str(out), "--no-progress",
+            sys.executable, "-m", "core.search.build", str(corpus), "--out", str(out), "--quiet",
             cwd=str(PROJECT_ROOT), env={**os.environ, "HF_HUB_OFFLINE": "1"},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         try:

@@ -44,3 +44,9 @@ def test_unresolved_key_vault_reference_counts_as_unset():
     s = Settings.from_env({"ANTHROPIC_API_KEY": "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/x/)"})
     assert s.anthropic_api_key == "" and not s.claude_configured
     assert any("Key Vault" in e for e in s.errors)
+
+
+def test_readme_documents_every_setting():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    missing = [env for env, _, _ in documented() if f"| `{env}` |" not in readme]
+    assert missing == []
