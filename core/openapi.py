@@ -76,7 +76,8 @@ def document() -> dict[str, Any]:
         "security": [{"functionKey": []}, {"functionKeyQuery": []}],
         "paths": {
             "/search": {
-                "post": {"operationId": "search", "requestBody": json_body({"$ref": "#/components/schemas/SearchRequest"}),
+                "post": {"operationId": "search",
+                         "requestBody": json_body({"$ref": "#/components/schemas/SearchRequest"}),
                          "responses": {"200": ok({"$ref": "#/components/schemas/SearchResponse"}, "Results"),
                                        **_errors(400, 401, 413, 415, 503, 504)}},
                 "get": {"operationId": "searchGet",
