@@ -1,0 +1,301 @@
+"""Hybrid search over a search-index bundle (or a small in-memory corpus).
+
+Serving path: numpy, bm25s (mmap), onnxruntime + tokenizers. Never imports
+torch, transformers or sentence_transformers.
+
+A query is scored against every passage by BM25 and by the dense encoder;
+each list is collapsed to documents (a document scores as its best passage),
+filtered by metadata *before* top-k selection, cut to its top ``depth``
+documents, and fused (``convex`` or ``rrf``); ``bm25`` and ``dense`` return
+one list alone. Each hit is one document, with its best passage as snippet:
+for bm25/dense the document's best passage in that list, for rrf the best
+passage of the list in which the document ranks higher, for convex the passage
+with the best convex combination of its two min-max-normalised scores.
+
+Scores: convex in [0, 1]; rrf the sum of 1/(rrf_k + rank); bm25 the bm25s
+robertson score (rank-bm25's BM25Okapi / (k1 + 1)); dense the cosine.
+A BM25 list holds only documents with a positive score (a query term present).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.artifacts import ArtifactError
+from core.search import fusion
+from core.search.bm25 import BM25Index
+from core.search.bundle import (FORMAT_VERSION, KIND, Chunked, DocumentError, Documents, PassageStore,
+                                chunk_documents, open_bundle, validate_document)
+from core.search.dense import DenseIndex
+from core.search.encoder import QueryEncoder
+from core.search.text import DEFAULT_TOKENIZER, MAX_WORDS, OVERLAP, TextTokenizer, snippet
+
+log = logging.getLogger(__name__)
+
+METHODS = ("convex", "rrf", "bm25", "dense")
+SNIPPET_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    id: str
+    title: str
+    url: str
+    snippet: str
+    score: float
+    bm25_rank: int | None
+    dense_rank: int | None
+    metadata: dict
+
+
+def _key(value: Any) -> tuple | None:
+    """Hashable, type-aware key of a metadata value (True never equals 1 here)."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, (int, float)):
+        return ("n", value)
+    if isinstance(value, str):
+        return ("s", value)
+    return None
+
+
+class _MetadataIndex:
+    """Per-field inverted index of document metadata, built lazily on first use of a field."""
+
+    def __init__(self, metadata: list[dict]) -> None:
+        self._metadata = metadata
+        self._n = len(metadata)
+        self._fields: dict[str, dict[tuple, np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def _field(self, name: str) -> dict[tuple, np.ndarray]:
+        idx = self._fields.get(name)
+        if idx is None:
+            with self._lock:
+                idx = self._fields.get(name)
+                if idx is None:
+                    postings: dict[tuple, list[int]] = defaultdict(list)
+                    for i, meta in enumerate(self._metadata):
+                        if name in meta:
+                            v = meta[name]
+                            for x in (v if isinstance(v, list) else (v,)):
+                                k = _key(x)
+                                if k is not None:
+                                    postings[k].append(i)
+                    idx = {k: np.asarray(v, dtype=np.int64) for k, v in postings.items()}
+                    self._fields[name] = idx
+        return idx
+
+    def mask(self, filters: dict) -> np.ndarray:
+        """Documents whose metadata matches every field (a list value means any of)."""
+        if not isinstance(filters, dict):
+            raise ValueError("filters must be an object of {field: value}")
+        result: np.ndarray | None = None
+        for name, wanted in filters.items():
+            if not isinstance(name, str):
+                raise ValueError("filter field names must be strings")
+            values = wanted if isinstance(wanted, (list, tuple)) else [wanted]
+            keys = [_key(v) for v in values]
+            if any(k is None for k in keys):
+                raise ValueError(f"filter {name!r}: values must be strings, numbers or booleans")
+            field_idx = self._field(name)
+            m = np.zeros(self._n, dtype=bool)
+            for k in keys:
+                docs = field_idx.get(k)
+                if docs is not None:
+                    m[docs] = True
+            result = m if result is None else (result & m)
+        return result if result is not None else np.ones(self._n, dtype=bool)
+
+
+class SearchIndex:
+    version: str
+    manifest: dict
+    doc_count: int
+    passage_count: int
+    encoder: QueryEncoder
+
+    def __init__(self, *, manifest: dict, documents: Documents, passages: PassageStore, bm25: BM25Index,
+                 dense: DenseIndex, encoder: QueryEncoder) -> None:
+        self.manifest = manifest
+        self.version = str(manifest["version"])
+        self.doc_count = len(documents)
+        self.passage_count = dense.size
+        self.encoder = encoder
+        self._docs = documents
+        self._passages = passages
+        self._bm25 = bm25
+        self._dense = dense
+        self._starts = documents.starts
+        self._ends = documents.ends
+        counts = (documents.ends - documents.starts).astype(np.int64)
+        self._passage_doc = np.repeat(np.arange(self.doc_count, dtype=np.int32), counts)
+        self._meta = _MetadataIndex(documents.metadata)
+
+    # ----------------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, bundle_dir: Path, *, encoder_threads: int = 1, deep_verify: bool = True) -> "SearchIndex":
+        t0 = time.perf_counter()
+        bundle_dir = Path(bundle_dir)
+        parts = open_bundle(bundle_dir, deep_verify=deep_verify)
+        m = parts.manifest
+        passage_count = int(m["passage_count"])
+        try:
+            tokenizer = TextTokenizer.from_settings(m["bm25"]["tokenizer"])
+        except (KeyError, TypeError, ValueError, ImportError) as exc:
+            raise ArtifactError(f"{bundle_dir}: unusable BM25 tokenizer settings ({exc})") from exc
+        try:
+            bm25 = BM25Index.load(parts.bm25_dir, tokenizer, mmap=True)
+        except Exception as exc:  # bm25s raises whatever numpy/json raise on a bad file
+            raise ArtifactError(f"{bundle_dir}: cannot load the BM25 index ({type(exc).__name__}: {exc})") from exc
+        if bm25.size != passage_count or bm25.method != m["bm25"].get("method"):
+            raise ArtifactError(f"{bundle_dir}: BM25 index ({bm25.method}, {bm25.size} passages) does not "
+                                f"match the manifest")
+        dense = DenseIndex.load(parts.embeddings_path, mmap=True)
+        if dense.size != passage_count or dense.dim != int(m["encoder"]["dim"]):
+            raise ArtifactError(f"{bundle_dir}: embeddings are {dense.matrix.shape}, manifest says "
+                                f"({passage_count}, {m['encoder']['dim']})")
+        encoder = QueryEncoder.load(parts.encoder_dir, threads=encoder_threads)
+        if encoder.dim != dense.dim or encoder.name != m["encoder"].get("name"):
+            raise ArtifactError(f"{bundle_dir}: encoder {encoder.name} ({encoder.dim}-d) is not the one "
+                                f"that embedded the passages")
+        index = cls(manifest=m, documents=parts.documents, passages=parts.passages, bm25=bm25, dense=dense,
+                    encoder=encoder)
+        log.info("search index %s loaded from %s: %d documents, %d passages in %.2fs", index.version, bundle_dir,
+                 index.doc_count, index.passage_count, time.perf_counter() - t0)
+        return index
+
+    @classmethod
+    def from_documents(cls, docs: list[dict], encoder: QueryEncoder, *, version: str = "memory") -> "SearchIndex":
+        """An in-memory index of a small corpus, embedded with ``encoder``. Raises ValueError on bad docs."""
+        normalised: list[dict] = []
+        seen: set[str] = set()
+        for i, raw in enumerate(docs):
+            try:
+                d = validate_document(raw)
+            except DocumentError as exc:
+                raise DocumentError(f"document #{i}: {exc}") from None
+            if d["id"] in seen:
+                raise DocumentError(f"document #{i}: duplicate id {d['id']!r}")
+            seen.add(d["id"])
+            normalised.append(d)
+        if not normalised:
+            raise DocumentError("no documents")
+        chunked: Chunked = chunk_documents(normalised)
+        bm25 = BM25Index.build(chunked.index_texts, DEFAULT_TOKENIZER)
+        dense = DenseIndex(np.ascontiguousarray(encoder.encode(chunked.index_texts), dtype=np.float32))
+        manifest = {
+            "kind": KIND, "format_version": FORMAT_VERSION, "version": version, "in_memory": True,
+            "doc_count": len(normalised), "passage_count": len(chunked.passages),
+            "encoder": {k: encoder.config.get(k) for k in ("name", "dim", "max_seq_length", "source_package",
+                                                           "source_package_version", "fingerprint")},
+            "bm25": bm25.settings(), "chunking": {"max_words": MAX_WORDS, "overlap": OVERLAP},
+        }
+        return cls(manifest=manifest, documents=Documents.from_docs(normalised, chunked),
+                   passages=PassageStore(chunked.passages), bm25=bm25, dense=dense, encoder=encoder)
+
+    # ----------------------------------------------------------------------- search
+    def search(self, query: str, top_k: int = 10, *, filters: dict | None = None, method: str = "convex",
+               depth: int = 100, rrf_k: int = 60, alpha: float = 0.7) -> list[Hit]:
+        if not isinstance(query, str):
+            raise TypeError("query must be a string")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}")
+        if int(top_k) < 1 or int(depth) < 1:
+            raise ValueError("top_k and depth must be positive")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError("alpha must lie in [0, 1]")
+        if rrf_k < 0:
+            raise ValueError("rrf_k must be >= 0")
+        top_k = int(top_k)
+        depth = max(int(depth), top_k)
+        if not query.strip():
+            return []
+        valid = self._meta.mask(filters) if filters else None
+        if valid is not None and not valid.any():
+            return []
+
+        empty = np.zeros(0, dtype=np.int64)
+        b_pass = d_pass = None
+        b_ids = d_ids = b_best = d_best = empty
+        b_scores = d_scores = np.zeros(0, dtype=np.float32)
+        valid_passages = valid[self._passage_doc] if valid is not None else None
+        if method != "dense":
+            b_pass = self._bm25.scores(query)
+            if b_pass is not None:
+                hit = b_pass > 0
+                if valid_passages is not None:
+                    hit &= valid_passages
+                b_ids, b_scores, b_best = fusion.top_docs(b_pass, self._passage_doc, depth, np.flatnonzero(hit))
+        if method != "bm25":
+            q = self.encoder.encode([query])[0]
+            d_pass = self._dense.scores(q)
+            cand = np.flatnonzero(valid_passages) if valid_passages is not None else None
+            d_ids, d_scores, d_best = fusion.top_docs(d_pass, self._passage_doc, depth, cand)
+
+        if method == "bm25":
+            ids, scores = b_ids, b_scores
+        elif method == "dense":
+            ids, scores = d_ids, d_scores
+        elif method == "rrf":
+            ids, scores = fusion.rrf([b_ids, d_ids], k=rrf_k)
+        else:
+            ids, scores = fusion.convex((b_ids, b_scores), (d_ids, d_scores), alpha)
+
+        b_rank = {d: r for r, d in enumerate(b_ids.tolist(), start=1)}
+        d_rank = {d: r for r, d in enumerate(d_ids.tolist(), start=1)}
+        hits: list[Hit] = []
+        for d, s in zip(ids[:top_k].tolist(), scores[:top_k].tolist()):
+            br, dr = b_rank.get(d), d_rank.get(d)
+            if method == "rrf":
+                use_bm25 = br is not None and (dr is None or br <= dr)
+                p = int(b_best[br - 1]) if use_bm25 else int(d_best[dr - 1])
+            elif method == "bm25":
+                p = int(b_best[br - 1])
+            elif method == "dense":
+                p = int(d_best[dr - 1])
+            else:
+                p = self._convex_passage(d, b_pass, d_pass, _range(b_scores), _range(d_scores), alpha)
+            hits.append(Hit(id=self._docs.ids[d], title=self._docs.titles[d], url=self._docs.urls[d],
+                            snippet=snippet(self._passages.text(p), SNIPPET_CHARS), score=float(s),
+                            bm25_rank=br, dense_rank=dr, metadata=dict(self._docs.metadata[d])))
+        return hits
+
+    def _convex_passage(self, d: int, b_pass, d_pass, b_range, d_range, alpha: float) -> int:
+        """The passage of document ``d`` with the best convex combination of its two
+        normalised passage scores (same min-max ranges as the document lists)."""
+        s, e = int(self._starts[d]), int(self._ends[d])
+        if e - s == 1:
+            return s
+        combined = np.zeros(e - s, dtype=np.float64)
+        if b_pass is not None and b_range is not None:
+            combined += (1.0 - alpha) * _norm(b_pass[s:e], *b_range)
+        if d_pass is not None and d_range is not None:
+            combined += alpha * _norm(d_pass[s:e], *d_range)
+        return s + int(np.argmax(combined))
+
+    def info(self) -> dict[str, Any]:
+        """A short description for health endpoints and logs."""
+        return {"version": self.version, "doc_count": self.doc_count, "passage_count": self.passage_count,
+                "encoder": self.encoder.name, "bm25": self._bm25.method}
+
+
+def _range(scores: np.ndarray) -> tuple[float, float] | None:
+    if scores.size == 0:
+        return None
+    return float(scores.min()), float(scores.max())
+
+
+def _norm(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    v = values.astype(np.float64)
+    if hi - lo <= 1e-12 * max(1.0, abs(hi)):
+        return (v >= lo).astype(np.float64)
+    return np.clip((v - lo) / (hi - lo), 0.0, 1.0)
