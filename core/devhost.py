@@ -102,7 +102,7 @@ def build_app(module: str = "function_app", *, settings: Settings | None = None,
         if warm_up:
             from core.runtime import get_runtime
 
-            get_runtime().warm_up()
+            await get_runtime().warm_up()
 
     async def on_cleanup(_: web.Application) -> None:
         import core.runtime as rt

@@ -80,6 +80,7 @@ class ArtifactHolder(Generic[T]):
         self._next_retry_at = 0.0
         self._task: asyncio.Task | None = None
         self._attempt_done = asyncio.Event()
+        self._loaded = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -------------------------------------------------------------------- state
@@ -127,6 +128,13 @@ class ArtifactHolder(Generic[T]):
         why = f"{self.name} is not loaded yet" + (f": {self.last_error}" if self.last_error else " (loading)")
         raise NotReady(why, retry_after_s=retry)
 
+    async def wait_loaded(self) -> T:
+        """Wait, without bound, until a first version is loaded (background work, not requests)."""
+        self.start()
+        await self._loaded.wait()
+        assert self.current is not None
+        return self.current
+
     async def refresh_now(self) -> bool:
         """Check the source once and load a new version if there is one. True when swapped."""
         return await self._check_and_load()
@@ -146,6 +154,7 @@ class ArtifactHolder(Generic[T]):
         self.loaded_at = time.monotonic()
         self.load_count += 1
         self.last_error = None
+        self._loaded.set()
         log.info("%s: now serving version %s (was %s), loaded in %.2fs from %s", self.name, self.version,
                  previous, time.perf_counter() - t0, self.source.describe())
         return True

@@ -39,6 +39,8 @@ class Runtime:
         self._http: Any = None
         self._claude: Any = None
         self._ads: Any = None
+        self._geo: Any = None
+        self._warm_tasks: list[asyncio.Task] = []
         self.catalog: ArtifactHolder | None = None
         from core.search.service import SearchService
 
@@ -141,18 +143,32 @@ class Runtime:
         if self._ads is None:
             from core.ads.service import AdsService
 
-            self._ads = AdsService(self.settings, self.cache, self.claude(), await self._geocoder())
+            self._ads = AdsService(self.settings, self.cache, self.claude(), await self._geocoder(),
+                                   executor=self.executor, rerank=self.settings.ads_claude_rerank)
         return await self._ads.recommend(req, catalog, deadline)
 
     async def _geocoder(self) -> Any:
-        from core.ads.geo import Geocoder
+        if self._geo is None:
+            from core.ads.geo import Geocoder
 
-        return Geocoder(self.settings, self.cache, await self.http())
+            self._geo = Geocoder(self.settings, self.cache, await self.http())
+        return self._geo
 
     # ---------------------------------------------------------------- health
-    def warm_up(self) -> None:
-        """Start loading the index now rather than on the first request."""
+    async def warm_up(self) -> None:
+        """Start loading the index, the catalog and the offline city table now, not on the first request."""
         self.index.start()
+        if self.catalog is None:
+            self.catalog = self._catalog_holder()
+        geocoder = await self._geocoder()
+        loop = asyncio.get_running_loop()
+        self._warm_tasks = [loop.create_task(geocoder.warm()), loop.create_task(self._start_catalog())]
+
+    async def _start_catalog(self) -> None:
+        """The catalog's index needs the query encoder of the search index: start it once that is loaded."""
+        await self.index.wait_loaded()
+        assert self.catalog is not None
+        self.catalog.start()
 
     async def health(self) -> dict[str, Any]:
         self.index.start()
@@ -177,11 +193,15 @@ class Runtime:
         return report
 
     async def close(self) -> None:
+        for task in self._warm_tasks:
+            task.cancel()
         await self.index.close()
         if self.catalog is not None:
             await self.catalog.close()
         if self._claude is not None:
             await self._claude.close()
+        if self._geo is not None:
+            await self._geo.close()
         if self._http is not None:
             await self._http.close()
         await self.cache.close()

@@ -101,6 +101,9 @@ class Settings:
     ads_max: int = _setting("ADS_MAX", 3, "Most ads returned for one request.")
     ads_frequency_cap: int = _setting("ADS_FREQUENCY_CAP", 3, "Times one ad may be shown per thread per day.")
     ads_relevance_floor: float = _setting("ADS_RELEVANCE_FLOOR", 0.2, "Lowest relevance an ad may have.")
+    ads_claude_rerank: bool = _setting(
+        "ADS_CLAUDE_RERANK", False, "Let Claude re-rank the eligible ads (a second, sequential Claude call).")
+    context_turns: int = _setting("CONTEXT_TURNS", 8, "Last conversation turns read for the ads context.")
     context_cache_ttl_s: int = _setting(
         "CONTEXT_CACHE_TTL_S", 1800, "Lifetime of a cached conversation context (per thread + last turns).")
 

@@ -26,6 +26,16 @@ return n
 """
 
 
+# Count only while below the cap: returns the new count, or -1 when the cap is reached.
+_INCR_CAPPED = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[1]) then return -1 end
+n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return n
+"""
+
+
 class Cache:
     """JSON values by string key. ``redis`` is a ``redis.asyncio.Redis`` or None."""
 
@@ -116,6 +126,16 @@ class Cache:
         n = self._counters.get(key, 0) + 1
         self._counters[key] = n
         return n
+
+    async def incr_capped(self, key: str, cap: int, ttl_s: int) -> int | None:
+        """Atomically count one event unless ``cap`` is reached: the new count, or None when capped."""
+        ok, n = await self._call(lambda: self.redis.eval(_INCR_CAPPED, 1, key, int(cap), max(1, int(ttl_s))))
+        if not ok:
+            n = self._counters.get(key, 0)
+            n = -1 if n >= cap else n + 1
+            if n > 0:
+                self._counters[key] = n
+        return None if int(n) < 0 else int(n)
 
     async def peek_count(self, key: str) -> int:
         ok, n = await self._call(lambda: self.redis.get(key))
