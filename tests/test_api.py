@@ -165,3 +165,25 @@ def test_import_never_raises_on_bad_configuration():
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "DEFAULT_TOP_K" in out.stdout
+
+
+async def test_identical_concurrent_searches_are_computed_once(runtime):
+    await runtime.index.get()
+    calls = []
+    index = runtime.index.current
+    original = index.search
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return original(*args, **kwargs)
+
+    index.search = counting  # an instance attribute shadows the method for this test only
+    try:
+        body = {"query": "single flight probe", "top_k": 5}
+        results = await asyncio.gather(*(function_app.search(post("search", body)) for _ in range(20)))
+    finally:
+        del index.search
+    assert all(r.status_code == 200 for r in results)
+    assert calls == ["single flight probe"]
+    assert runtime.search.flight.shared == 19
+    assert len({json.dumps(payload(r)["results"]) for r in results}) == 1

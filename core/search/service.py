@@ -17,6 +17,7 @@ from core.deadline import Deadline
 from core.holder import ArtifactHolder
 from core.search.models import SearchRequest
 from core.settings import Settings
+from core.singleflight import SingleFlight
 from core.telemetry import span
 
 log = logging.getLogger("core.search")
@@ -27,33 +28,6 @@ AnswerFn = Callable[[str, list, Deadline], Awaitable[dict[str, Any]]]
 
 def normalise_query(query: str) -> str:
     return " ".join(query.casefold().split())
-
-
-class SingleFlight:
-    """Identical concurrent calls share one computation."""
-
-    def __init__(self) -> None:
-        self._inflight: dict[str, asyncio.Future] = {}
-        self.shared = 0  # how many callers joined a computation already running
-
-    async def run(self, key: str, fn: Callable[[], Awaitable[Any]]) -> Any:
-        fut = self._inflight.get(key)
-        if fut is not None:
-            self.shared += 1
-            return await asyncio.shield(fut)
-        fut = asyncio.get_running_loop().create_future()
-        self._inflight[key] = fut
-        try:
-            result = await fn()
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # mark retrieved: joiners re-raise it themselves
-            raise
-        else:
-            fut.set_result(result)
-            return result
-        finally:
-            del self._inflight[key]
 
 
 class SearchService:
@@ -81,7 +55,7 @@ class SearchService:
             cached = await self.cache.get(key)
         if cached is not None:
             return {**cached, "cached": True, "took_ms": round((time.perf_counter() - t0) * 1000, 2)}
-        payload = await self.flight.run(key, lambda: self._compute(req, index, key, deadline))
+        payload = await self.flight.run(key, lambda: self._compute(req, index, key, deadline), deadline)
         return {**payload, "cached": False, "took_ms": round((time.perf_counter() - t0) * 1000, 2)}
 
     async def _compute(self, req: SearchRequest, index: Any, key: str, deadline: Deadline) -> dict[str, Any]:
