@@ -63,7 +63,7 @@ class Settings:
     fusion_depth: int = _setting("FUSION_DEPTH", 100, "Candidates taken from each retriever before fusion.")
     rrf_k: int = _setting("RRF_K", 60, "k of reciprocal rank fusion.")
     convex_alpha: float = _setting(
-        "CONVEX_ALPHA", 0.7, "Weight of the dense score in convex fusion (1 - alpha goes to BM25).")
+        "CONVEX_ALPHA", 0.8, "Weight of the dense score in convex fusion (1 - alpha goes to BM25).")
     encoder_threads: int = _setting("ENCODER_THREADS", 1, "onnxruntime intra-op threads of the query encoder.")
     search_workers: int = _setting(
         "SEARCH_WORKERS", 2, "Threads that run CPU work (encoding, scoring) off the event loop.")

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 
@@ -127,3 +129,49 @@ def test_top_positions_is_exact_on_large_arrays():
             assert got.shape == (want,) and len(set(got.tolist())) == want
             kth = np.sort(s)[-want]
             assert (s[got] >= kth).all() and np.sort(s[got]).tolist() == np.sort(s)[-want:].tolist()
+
+
+def test_normalise_tmm_and_zscore_hand_computed():
+    s = np.array([10.0, 5.0, 2.0])
+    assert fusion.normalise(s, "minmax").tolist() == pytest.approx([1.0, 3 / 8, 0.0])
+    assert fusion.normalise(s, "tmm", floor=0.0).tolist() == pytest.approx([1.0, 0.5, 0.2])
+    assert fusion.normalise(np.array([0.8, 0.4]), "tmm", floor=-1.0).tolist() == pytest.approx([1.0, 1.4 / 1.8])
+    z = fusion.normalise(np.array([1.0, 2.0, 3.0]), "zscore")
+    assert z.tolist() == pytest.approx([-math.sqrt(1.5), 0.0, math.sqrt(1.5)])
+    assert fusion.normalise(np.array([3.0, 3.0]), "zscore").tolist() == [0.0, 0.0]
+    assert fusion.normalise(np.array([0.0]), "tmm").tolist() == [1.0]
+    with pytest.raises(ValueError):
+        fusion.normalise(s, "bogus")
+
+
+def test_convex_default_norm_is_minmax():
+    bm25 = (np.array([0, 1, 2]), np.array([10.0, 5.0, 0.0]))
+    dense = (np.array([2, 3]), np.array([0.9, 0.5]))
+    a = fusion.convex(bm25, dense, alpha=0.7)
+    b = fusion.convex(bm25, dense, alpha=0.7, norm="minmax")
+    assert a[0].tolist() == b[0].tolist() and a[1].tolist() == b[1].tolist()
+    with pytest.raises(ValueError):
+        fusion.convex(bm25, dense, alpha=0.7, norm="nope")
+
+
+def test_convex_tmm_hand_computed():
+    bm25 = (np.array([0, 1]), np.array([10.0, 5.0]))        # / 10      -> 1, .5
+    dense = (np.array([1, 2]), np.array([0.8, 0.6]))        # / 0.8     -> 1, .75 (floor 0)
+    got_ids, got_scores = fusion.convex(bm25, dense, alpha=0.5, norm="tmm", dense_floor=0.0)
+    # doc1: .5*.5 + .5*1 = .75; doc0: .5; doc2: .375
+    assert got_ids.tolist() == [1, 0, 2]
+    assert got_scores.tolist() == pytest.approx([0.75, 0.5, 0.375])
+    # min-max sends each list's last entry to 0: doc1 is 0 on the BM25 side, doc2 0 on the dense side
+    mm = fusion.convex(bm25, dense, alpha=0.5)
+    assert mm[0].tolist() == [0, 1, 2] and mm[1].tolist() == pytest.approx([0.5, 0.5, 0.0])
+
+
+def test_convex_zscore_missing_documents_get_the_list_minimum():
+    bm25 = (np.array([0, 1, 2]), np.array([3.0, 2.0, 1.0]))   # z: +1.2247, 0, -1.2247
+    dense = (np.array([3]), np.array([0.5]))                   # constant list: z = 0
+    got_ids, got_scores = fusion.convex(bm25, dense, alpha=0.5, norm="zscore")
+    r = math.sqrt(1.5)
+    # doc3 is absent from bm25 -> gets bm25's lowest z (-r); docs 0-2 absent from dense -> dense min (0)
+    expected = {0: 0.5 * r, 1: 0.0, 2: -0.5 * r, 3: -0.5 * r}
+    assert got_ids.tolist() == [0, 1, 2, 3]
+    assert got_scores.tolist() == pytest.approx([expected[d] for d in [0, 1, 2, 3]])

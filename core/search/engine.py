@@ -204,7 +204,7 @@ class SearchIndex:
 
     # ----------------------------------------------------------------------- search
     def search(self, query: str, top_k: int = 10, *, filters: dict | None = None, method: str = "convex",
-               depth: int = 100, rrf_k: int = 60, alpha: float = 0.7) -> list[Hit]:
+               depth: int = 100, rrf_k: int = 60, alpha: float = 0.8) -> list[Hit]:
         if not isinstance(query, str):
             raise TypeError("query must be a string")
         if method not in METHODS:

@@ -123,14 +123,64 @@ def minmax(scores: np.ndarray) -> np.ndarray:
     return (s - lo) / (hi - lo)
 
 
-def convex(bm25: Ranked, dense: Ranked, alpha: float = 0.7) -> Ranked:
-    """``alpha * minmax(dense) + (1 - alpha) * minmax(bm25)``; absent from a list = 0 there."""
+NORMS = ("minmax", "tmm", "zscore")
+DENSE_FLOOR = 0.0  # theoretical lower bound used for the dense cosine by ``tmm`` (see ``normalise``)
+
+
+def normalise(scores: np.ndarray, norm: str = "minmax", floor: float = 0.0) -> np.ndarray:
+    """Per-query normalisation of one candidate list (the retriever's top ``depth`` scores).
+
+    * ``minmax``: ``(s - min) / (max - min)`` over the list, in [0, 1]; all equal -> 1.
+    * ``tmm`` ("theoretical min-max", Bruch et al. 2023): ``(s - floor) / (max - floor)``, the lower end
+      a fixed bound of the score function instead of the list's own minimum (BM25: 0; cosine: the
+      caller's floor), clipped at 0; a list whose max is at or below the floor maps to 1.
+    * ``zscore``: ``(s - mean) / std`` over the list; a constant list maps to 0.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if s.size == 0:
+        return s
+    if norm == "minmax":
+        return minmax(s)
+    if norm == "tmm":
+        hi = float(s.max())
+        if hi - floor <= 1e-12 * max(1.0, abs(hi)):
+            return np.ones_like(s)
+        return np.clip((s - floor) / (hi - floor), 0.0, None)
+    if norm == "zscore":
+        sd = float(s.std())
+        if sd <= 1e-12 * max(1.0, abs(float(s.mean()))):
+            return np.zeros_like(s)
+        return (s - float(s.mean())) / sd
+    raise ValueError(f"norm must be one of {', '.join(NORMS)}")
+
+
+def convex(bm25: Ranked, dense: Ranked, alpha: float = 0.8, *, norm: str = "minmax",
+           dense_floor: float = DENSE_FLOOR) -> Ranked:
+    """``alpha * N(dense) + (1 - alpha) * N(bm25)`` with ``N`` = ``normalise(..., norm)``.
+
+    A document absent from a list gets that list's floor: 0 for ``minmax`` and ``tmm`` (the list's
+    minimum, resp. the theoretical minimum: BM25 0, cosine ``dense_floor``), and the list's lowest
+    z-score for ``zscore``. The default (``minmax``) is the original behaviour.
+    """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError("alpha must lie in [0, 1]")
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}")
+    lists = []
+    for (ids, scores), weight, floor in ((bm25, 1.0 - alpha, 0.0), (dense, alpha, dense_floor)):
+        normed = normalise(scores, norm, floor)
+        missing = float(normed.min()) if (norm == "zscore" and normed.size) else 0.0
+        lists.append((np.asarray(ids).tolist(), normed.tolist(), weight, missing))
     fused: dict[int, float] = {}
-    for (ids, scores), weight in ((bm25, 1.0 - alpha), (dense, alpha)):
-        for d, s in zip(np.asarray(ids).tolist(), minmax(scores).tolist()):
+    for ids, normed, weight, _ in lists:
+        for d, s in zip(ids, normed):
             fused[d] = fused.get(d, 0.0) + weight * s
+    if any(missing for *_, missing in lists):
+        for i, (ids, _, weight, missing) in enumerate(lists):
+            present = set(ids)
+            others = set().union(*(set(o[0]) for j, o in enumerate(lists) if j != i))
+            for d in others - present:
+                fused[d] += weight * missing
     return _sorted(fused)
 
 
