@@ -84,6 +84,7 @@ async def handle(name: str, req: Request, runtime: Any, endpoint: Endpoint) -> R
     rid = req.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
     status, headers = 200, {}
     try:
+        runtime.ensure_warming()
         deadline = Deadline(runtime.settings.request_deadline_s)
         payload = await endpoint(req, runtime, deadline)
         if isinstance(payload, tuple):

@@ -15,7 +15,10 @@ import asyncio
 import importlib
 import json
 import logging
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +42,7 @@ def route_prefix(host_json: Path) -> str:
 
 
 _FUNCTIONS: dict[int, list] = {}
+BIND_WARM_TIMEOUT_S = 900.0  # a first run builds the sample index
 
 
 def functions_of(fapp: Any) -> list:
@@ -53,7 +57,9 @@ def _json(status: int, payload: Any) -> web.Response:
 
 
 def build_app(module: str = "function_app", *, settings: Settings | None = None,
-              host_json: Path | None = None, warm_up: bool = True) -> web.Application:
+              host_json: Path | None = None, warm_up: bool = True, wait_warm: bool = False) -> web.Application:
+    """``warm_up``: start loading the index, catalog and city table at start-up, not on the first request.
+    ``wait_warm``: start listening only once warm (a worker that joins a shared port)."""
     settings = settings or Settings.from_env()
     fapp = importlib.import_module(module).app
     prefix = route_prefix(host_json or PROJECT_ROOT / "host.json")
@@ -102,7 +108,10 @@ def build_app(module: str = "function_app", *, settings: Settings | None = None,
         if warm_up:
             from core.runtime import get_runtime
 
-            await get_runtime().warm_up()
+            rt = get_runtime()
+            rt.ensure_warming()
+            if wait_warm and not await rt.warmed(BIND_WARM_TIMEOUT_S):
+                log.warning("not fully warm after %.0fs; serving anyway", BIND_WARM_TIMEOUT_S)
 
     async def on_cleanup(_: web.Application) -> None:
         import core.runtime as rt
@@ -116,17 +125,72 @@ def build_app(module: str = "function_app", *, settings: Settings | None = None,
     return app
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: a worker gets SIGTERM when its supervisor dies, whatever killed it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def supervise(args: argparse.Namespace) -> int:
+    """``--workers N``: N processes of this host on one port (SO_REUSEPORT: the kernel spreads the
+    connections), each with its own runtime and event loop, as the Functions host runs
+    FUNCTIONS_WORKER_PROCESS_COUNT workers. A worker listens once warm. SIGTERM/SIGINT stop them all;
+    one exiting stops the others."""
+    cmd = [sys.executable, "-m", "core.devhost", "--host", args.host, "--port", str(args.port),
+           "--module", args.module, "--reuse-port"]
+    procs = [subprocess.Popen(cmd, cwd=PROJECT_ROOT, preexec_fn=_die_with_parent) for _ in range(args.workers)]
+    log.info("serving on http://%s:%d with %d worker processes: %s", args.host, args.port, args.workers,
+             " ".join(str(p.pid) for p in procs))
+    stopping = False
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = 0
+    while not stopping:
+        done = [p for p in procs if p.poll() is not None]
+        if done:
+            code = done[0].returncode or 0
+            log.warning("worker %d exited with %s; stopping the others", done[0].pid, done[0].returncode)
+            break
+        time.sleep(0.2)
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + 10
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve function_app over HTTP on this machine.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7071)
     parser.add_argument("--module", default="function_app")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes sharing the port, each with its own event loop and runtime "
+                             "(as FUNCTIONS_WORKER_PROCESS_COUNT in Azure); default 1")
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # one worker of --workers
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.workers > 1:
+        return supervise(args)
     sys.path.insert(0, str(PROJECT_ROOT))
-    app = build_app(args.module)
+    app = build_app(args.module, wait_warm=args.reuse_port)
     log.info("serving on http://%s:%d (function key: the FUNCTION_KEYS setting)", args.host, args.port)
-    web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)
+    web.run_app(app, host=args.host, port=args.port, access_log=None, print=None,
+                reuse_port=True if args.reuse_port else None)
     return 0
 
 

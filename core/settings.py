@@ -76,7 +76,7 @@ class Settings:
         "REDIS_HOST", "", "Azure Managed Redis host name; when set, connect with TLS and Entra ID.")
     redis_port: int = _setting("REDIS_PORT", 10000, "Port of REDIS_HOST (Azure Managed Redis: 10000).")
     redis_timeout_s: float = _setting("REDIS_TIMEOUT_S", 0.25, "Timeout of one Redis operation.")
-    redis_max_connections: int = _setting("REDIS_MAX_CONNECTIONS", 64, "Size of the Redis connection pool.")
+    redis_max_connections: int = _setting("REDIS_MAX_CONNECTIONS", 128, "Size of the Redis connection pool.")
     cache_ttl_s: int = _setting("CACHE_TTL_S", 600, "Lifetime of a cached search result.")
     lru_size: int = _setting("LRU_SIZE", 4096, "Entries of the in-process LRU in front of Redis.")
 

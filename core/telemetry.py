@@ -37,6 +37,12 @@ def configure(settings: Any) -> bool:
     return True
 
 
+def use_tracer(tracer: Any) -> None:
+    """Send spans to ``tracer`` (an OpenTelemetry tracer), or stop tracing with None."""
+    global _tracer
+    _tracer = tracer
+
+
 @contextlib.contextmanager
 def span(name: str, **attributes: Any) -> Iterator[None]:
     if _tracer is None:

@@ -84,3 +84,25 @@ async def test_frequency_cap_still_holds_per_process_without_redis():
     cap = FrequencyCap(cache, 2)
     assert [await cap.claim("t", "a") for _ in range(4)] == [True, True, False, False]
     await dead.aclose()
+
+
+async def test_claim_first_claims_in_order_skipping_capped_in_one_call(redis_cache, key_prefix):
+    cap = FrequencyCap(redis_cache, 1, key_prefix=key_prefix)
+    assert await cap.claim("t", "b")  # b is at its cap
+    assert await cap.claim_first("t", ["a", "b", "c", "d"], 2) == [True, False, True]  # d not examined
+    assert [await cap.shown("t", x) for x in "abcd"] == [1, 1, 1, 0]  # only shown ads counted
+    assert await cap.claim_first("t", ["a", "b", "c", "d"], 3) == [False, False, False, True]
+    key = cap.key("t", "a")
+    assert 86400 < await redis_cache.redis.ttl(key) <= 2 * 86400
+    assert key.count("{") == 1 and key.split("}")[1] == ":a"  # one thread's keys share a cluster slot
+
+
+async def test_claim_first_without_redis_keeps_the_same_rule():
+    import redis.asyncio as aioredis
+
+    dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.1)
+    cap = FrequencyCap(Cache(dead, op_timeout_s=0.2), 1)
+    assert await cap.claim_first("t", ["a", "b"], 1) == [True]
+    assert await cap.claim_first("t", ["a", "b"], 2) == [False, True]
+    assert await cap.claim_first("t", ["a", "b"], 2) == [False, False]
+    await dead.aclose()

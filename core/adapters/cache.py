@@ -25,14 +25,24 @@ if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return n
 """
 
-
-# Count only while below the cap: returns the new count, or -1 when the cap is reached.
-_INCR_CAPPED = """
-local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n >= tonumber(ARGV[1]) then return -1 end
-n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-return n
+# In order, count one event for each key not at its cap, until ARGV[1] keys are counted: per key examined,
+# its new count or -1 when it was at the cap. One round trip for what would be a claim per key.
+_INCR_CAPPED_FIRST = """
+local want, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out, got = {}, 0
+for i, key in ipairs(KEYS) do
+  if got >= want then break end
+  local n = tonumber(redis.call('GET', key) or '0')
+  if n >= cap then
+    out[i] = -1
+  else
+    n = redis.call('INCR', key)
+    if n == 1 then redis.call('EXPIRE', key, ARGV[3]) end
+    out[i] = n
+    got = got + 1
+  end
+end
+return out
 """
 
 
@@ -100,6 +110,11 @@ class Cache:
         return True, result
 
     # -- values -------------------------------------------------------------------
+    def get_local(self, key: str) -> Any | None:
+        """The in-process level only: no await, no Redis."""
+        raw = self._lru.get(key)
+        return None if raw is None else orjson.loads(raw)
+
     async def get(self, key: str) -> Any | None:
         raw = self._lru.get(key)
         if raw is None:
@@ -127,15 +142,28 @@ class Cache:
         self._counters[key] = n
         return n
 
-    async def incr_capped(self, key: str, cap: int, ttl_s: int) -> int | None:
-        """Atomically count one event unless ``cap`` is reached: the new count, or None when capped."""
-        ok, n = await self._call(lambda: self.redis.eval(_INCR_CAPPED, 1, key, int(cap), max(1, int(ttl_s))))
-        if not ok:
+    async def incr_capped_first(self, keys: list[str], cap: int, want: int, ttl_s: int) -> list[int | None]:
+        """``incr_capped`` over ``keys`` in order until ``want`` of them were counted, atomically and in one
+        round trip: per key examined, its new count or None when it was at the cap (not counted). Keys
+        after the ``want``-th counted one are not examined. In Redis Cluster the keys must share a hash
+        slot (a ``{hash tag}``)."""
+        if not keys or want <= 0:
+            return []
+        ok, out = await self._call(lambda: self.redis.eval(_INCR_CAPPED_FIRST, len(keys), *keys, int(want),
+                                                           int(cap), max(1, int(ttl_s))))
+        if ok:
+            return [None if int(n) < 0 else int(n) for n in out]
+        result: list[int | None] = []
+        for key in keys:  # per-process counters while Redis is down, same rule
+            if sum(r is not None for r in result) >= want:
+                break
             n = self._counters.get(key, 0)
-            n = -1 if n >= cap else n + 1
-            if n > 0:
-                self._counters[key] = n
-        return None if int(n) < 0 else int(n)
+            if n >= cap:
+                result.append(None)
+            else:
+                self._counters[key] = n + 1
+                result.append(n + 1)
+        return result
 
     async def peek_count(self, key: str) -> int:
         ok, n = await self._call(lambda: self.redis.get(key))

@@ -20,7 +20,7 @@ import hashlib
 import logging
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import orjson
@@ -29,6 +29,7 @@ from core.adapters.claude import ClaudeClient, ClaudeUnavailable
 from core.ads.models import AdsRequest, Turn
 from core.ads.text import content_tokens, fold, guess_language
 from core.deadline import Deadline
+from core.singleflight import SingleFlight
 
 log = logging.getLogger("core.ads.context")
 
@@ -105,6 +106,9 @@ class Context:
 
     def terms(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((*self.topics, *self.keywords)))
+
+
+_CACHED_FIELDS = tuple(f.name for f in fields(Context) if f.name != "reasons")
 
 
 # ---------------------------------------------------------------------------------
@@ -192,7 +196,7 @@ class ContextExtractor:
         self.claude = claude
         self.geocoder = geocoder
         self.key_prefix = key_prefix
-        self._inflight: dict[str, asyncio.Task] = {}
+        self._flight = SingleFlight()  # the same thread and turns asked twice at once: one Claude call
 
     def cache_key(self, req: AdsRequest) -> str:
         thread = hashlib.sha256(req.thread_name.encode()).hexdigest()[:16]
@@ -210,30 +214,19 @@ class ContextExtractor:
                 ctx = Context(**{**cached, "topics": tuple(cached["topics"]),
                                  "keywords": tuple(cached["keywords"]), "reasons": ()})
                 log.debug("context cache hit %s", key)
-                return Context(**{**asdict(ctx), "source": "cache"})
+                return replace(ctx, source="cache")
             except (KeyError, TypeError) as exc:
                 log.warning("ignoring a malformed cached context %s: %s", key, exc)
 
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._ask_claude(req, deadline))
-            self._inflight[key] = task
-            task.add_done_callback(lambda t, k=key: self._done(k, t))
         try:
-            ctx = await deadline.run(asyncio.shield(task))
+            ctx = await self._flight.run(key, lambda: self._ask_claude(req, deadline), deadline)
         except ClaudeUnavailable as exc:
             return await self._fallback(req, (f"context:{exc.reason}",), deadline)
         except asyncio.TimeoutError:
             return await self._fallback(req, ("context:timeout",), deadline)
-        data = asdict(ctx)
-        data.pop("reasons", None)
+        data = {name: getattr(ctx, name) for name in _CACHED_FIELDS}  # asdict() without its deep copies
         await self.cache.set(key, data, self.settings.context_cache_ttl_s)
         return ctx
-
-    def _done(self, key: str, task: asyncio.Task) -> None:
-        self._inflight.pop(key, None)
-        if not task.cancelled():
-            task.exception()  # retrieved here, so a failure nobody awaited is not reported as lost
 
     async def _ask_claude(self, req: AdsRequest, deadline: Deadline) -> Context:
         payload = conversation_payload(req.last_turns(self.settings.context_turns))

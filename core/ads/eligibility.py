@@ -66,7 +66,8 @@ class FrequencyCap:
     def key(self, thread_name: str, ad_id: str, now: datetime | None = None) -> str:
         day = (now or datetime.now(timezone.utc)).strftime("%Y%m%d")
         thread = hashlib.sha256(thread_name.encode()).hexdigest()[:16]
-        return f"{self.key_prefix}:freq:{day}:{thread}:{ad_id}"
+        # {hash tag}: one thread's counters share a Redis Cluster slot, so one script can claim several
+        return f"{self.key_prefix}:freq:{day}:{{{thread}}}:{ad_id}"
 
     async def shown(self, thread_name: str, ad_id: str) -> int:
         return await self.cache.peek_count(self.key(thread_name, ad_id))
@@ -77,8 +78,15 @@ class FrequencyCap:
         One Redis script checks and counts atomically, so the counter is exactly the
         number of showings, also under concurrent requests for the same thread.
         """
+        return (await self.claim_first(thread_name, [ad_id], 1))[0]
+
+    async def claim_first(self, thread_name: str, ad_ids: list[str], want: int) -> list[bool]:
+        """``claim`` each ad in order until ``want`` were claimed, in one atomic round trip: per ad
+        examined, whether it may be shown (ads after the ``want``-th claimed one are not examined,
+        nor counted). The same counts as claiming them one by one."""
         if self.cap <= 0:
-            return True  # no cap configured
-        key = self.key(thread_name, ad_id)
-        n = await self.cache.incr_capped(key, self.cap, ttl_s=FREQ_TTL_S)  # one atomic round trip
-        return n is not None
+            return [True] * min(len(ad_ids), max(0, want))
+        now = datetime.now(timezone.utc)
+        keys = [self.key(thread_name, ad_id, now) for ad_id in ad_ids]
+        counts = await self.cache.incr_capped_first(keys, self.cap, want, ttl_s=FREQ_TTL_S)
+        return [n is not None for n in counts]

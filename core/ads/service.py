@@ -33,6 +33,8 @@ from core.ads.models import AdsRequest
 from core.ads.ranking import Candidate, claude_rerank, rank
 from core.ads.safety import SafetyVerdict, screen
 from core.deadline import Deadline
+from core.singleflight import SingleFlight
+from core.telemetry import span
 
 log = logging.getLogger("core.ads.service")
 
@@ -65,6 +67,11 @@ class _CatalogTerms:
         return cls(catalog.version, by_ad, vocab)
 
 
+async def _traced(name: str, aw: Any) -> Any:
+    with span(name):
+        return await aw
+
+
 class AdsService:
     def __init__(self, settings: Any, cache: Any, claude: ClaudeClient | None, geocoder: Any, *,
                  key_prefix: str = "ads", rerank: bool = False, executor: Executor | None = None,
@@ -83,7 +90,7 @@ class AdsService:
         self._terms: _CatalogTerms | None = None
         self._scores_cache: LRUCache = LRUCache(SCORE_CACHE_SIZE)
         self._named_cache: LRUCache = LRUCache(SCORE_CACHE_SIZE)
-        self._scores_inflight: dict[tuple[str, str], asyncio.Future] = {}
+        self._flight = SingleFlight()
 
     async def recommend(self, req: AdsRequest, catalog: LoadedCatalog, deadline: Deadline) -> dict[str, Any]:
         started = time.monotonic()
@@ -95,8 +102,9 @@ class AdsService:
                      verdict.category)
             return self._no_ads(req, catalog, "sensitive_conversation", verdict=verdict)
 
-        ctx = await self.contexts.extract(
-            req, Deadline(max(0.0, deadline.remaining() - RESERVE_AFTER_CONTEXT_S)))
+        with span("ads.context"):
+            ctx = await self.contexts.extract(
+                req, Deadline(max(0.0, deadline.remaining() - RESERVE_AFTER_CONTEXT_S)))
         reasons = list(ctx.reasons)
         if ctx.sensitive:
             log.info("ads[%s]: the model flagged the conversation as sensitive (%s); no ads", trace,
@@ -111,29 +119,22 @@ class AdsService:
         geo_job = (self.geocoder.geocode(ctx.place, deadline, country_hint=ctx.place_country)
                    if ctx.place and self.geocoder is not None else _no_place())
         scores_job = self._scores_within(catalog, query, deadline) if query else _no_scores()
-        geo, (scores, score_reasons) = await asyncio.gather(geo_job, scores_job)
+        geo, (scores, score_reasons) = await asyncio.gather(_traced("ads.geocode", geo_job),
+                                                            _traced("ads.retrieval", scores_job))
         reasons.extend(geo.reasons)
         reasons.extend(score_reasons)
         place = geo.place
 
-        today = self._today()
-        catalog_terms = self._catalog_terms(catalog)
-        named = self._named_terms(catalog_terms, terms)  # the catalog terms the context names
-        candidates: list[Candidate] = []
-        relevant = 0
-        for ad_id, cosine in scores:
-            ad = catalog.ads.get(ad_id)
-            if ad is None:
-                continue
-            matched = [t for t in catalog_terms.by_ad[ad_id] if t in named]
-            relevance = round(DENSE_WEIGHT * max(0.0, cosine) + LEXICAL_WEIGHT * (1.0 if matched else 0.0), 4)
-            if relevance < self.settings.ads_relevance_floor:
-                continue
-            relevant += 1
-            verdict_e = check(ad, today=today, language=ctx.language, place=place)
-            if verdict_e.ok:
-                candidates.append(Candidate(ad, relevance, matched, verdict_e.distance_km))
-        ranked = rank(candidates, floor=self.settings.ads_relevance_floor)
+        with span("ads.eligibility"):
+            today = self._today()
+            above_floor = self._relevant(catalog, terms, scores, cacheable=not score_reasons)
+            relevant = len(above_floor)
+            candidates: list[Candidate] = []
+            for ad, relevance, matched in above_floor:
+                verdict_e = check(ad, today=today, language=ctx.language, place=place)
+                if verdict_e.ok:
+                    candidates.append(Candidate(ad, relevance, list(matched), verdict_e.distance_km))
+            ranked = rank(candidates, floor=self.settings.ads_relevance_floor)
 
         if self.rerank and self.claude is not None and len(ranked) > self.settings.ads_max:
             ranked, rerank_reasons = await claude_rerank(
@@ -142,13 +143,16 @@ class AdsService:
 
         shown: list[Candidate] = []
         capped = 0
-        for cand in ranked:
-            if len(shown) >= self.settings.ads_max or deadline.expired:
-                break
-            if await self.frequency.claim(req.thread_name, cand.ad.id):
-                shown.append(cand)
-            else:
-                capped += 1
+        if ranked and not deadline.expired:
+            # One atomic script claims the best ads in rank order, skipping those at their cap.
+            with span("ads.frequency_cap"):
+                claims = await self.frequency.claim_first(req.thread_name, [c.ad.id for c in ranked],
+                                                          self.settings.ads_max)
+            for cand, ok in zip(ranked, claims):
+                if ok:
+                    shown.append(cand)
+                else:
+                    capped += 1
 
         no_ads_reason = None
         if not shown:
@@ -195,23 +199,43 @@ class AdsService:
         cached = self._scores_cache.get(key)
         if cached is not None:
             return cached
-        fut = self._scores_inflight.get(key)
-        if fut is None:
-            top_k = min(len(catalog.ads), MAX_CANDIDATES)
+        top_k = min(len(catalog.ads), MAX_CANDIDATES)
 
-            def run() -> list[tuple[str, float]]:
-                return [(h.id, float(h.score)) for h in catalog.index.search(query, top_k=top_k, method="dense")]
+        def run() -> list[tuple[str, float]]:
+            return [(h.id, float(h.score)) for h in catalog.index.search(query, top_k=top_k, method="dense")]
 
-            fut = asyncio.get_running_loop().run_in_executor(self.executor, run)
-            self._scores_inflight[key] = fut
+        async def compute() -> list[tuple[str, float]]:
+            result = await asyncio.get_running_loop().run_in_executor(self.executor, run)
+            self._scores_cache[key] = result
+            return result
 
-            def done(f: asyncio.Future, key: tuple[str, str] = key) -> None:
-                self._scores_inflight.pop(key, None)
-                if not f.cancelled() and f.exception() is None:
-                    self._scores_cache[key] = f.result()
+        return await self._flight.run(f"{catalog.version}\x00{query}", compute)
 
-            fut.add_done_callback(done)
-        return await asyncio.shield(fut)
+    def _relevant(self, catalog: LoadedCatalog, terms: tuple[str, ...], scores: list[tuple[str, float]], *,
+                  cacheable: bool) -> tuple[tuple[Any, float, tuple[str, ...]], ...]:
+        """(ad, relevance, matched catalog terms) of the ads at or above the relevance floor, best scores
+        first. A function of (catalog, context terms) only: kept per catalog version and terms, since the
+        same topics come back across users (the per-request rules, dates, language and geo, come after)."""
+        floor = self.settings.ads_relevance_floor
+        key = ("relevant", catalog.version, terms, floor)
+        out = self._named_cache.get(key) if cacheable else None
+        if out is not None:
+            return out
+        catalog_terms = self._catalog_terms(catalog)
+        named = self._named_terms(catalog_terms, terms)  # the catalog terms the context names
+        found = []
+        for ad_id, cosine in scores:
+            ad = catalog.ads.get(ad_id)
+            if ad is None:
+                continue
+            matched = tuple(t for t in catalog_terms.by_ad[ad_id] if t in named)
+            relevance = round(DENSE_WEIGHT * max(0.0, cosine) + LEXICAL_WEIGHT * (1.0 if matched else 0.0), 4)
+            if relevance >= floor:
+                found.append((ad, relevance, matched))
+        out = tuple(found)
+        if cacheable:
+            self._named_cache[key] = out
+        return out
 
     # -- responses ------------------------------------------------------------------
     def _named_terms(self, catalog_terms: _CatalogTerms, terms: tuple[str, ...]) -> frozenset[str]:
@@ -231,8 +255,13 @@ class AdsService:
         the geocoded place (from GeoNames / Azure Maps, not the model's mention), a checked language code."""
         if ctx is None:
             return {"topics": [], "place": None, "language": None}
-        topics = TermMatcher(ctx.topics).match(self._catalog_terms(catalog).vocabulary)[:MAX_TOPICS_SHOWN]
-        return {"topics": topics, "place": place.public() if place else None, "language": ctx.language}
+        catalog_terms = self._catalog_terms(catalog)
+        key = ("topics", catalog_terms.version, ctx.topics)
+        topics = self._named_cache.get(key)
+        if topics is None:  # topics repeat across users: matched against the vocabulary once
+            topics = self._named_cache[key] = tuple(
+                TermMatcher(ctx.topics).match(catalog_terms.vocabulary)[:MAX_TOPICS_SHOWN])
+        return {"topics": list(topics), "place": place.public() if place else None, "language": ctx.language}
 
     def _response(self, req: AdsRequest, catalog: LoadedCatalog, ctx: Context | None, place: Place | None,
                   reasons: list[str], shown: list[Candidate], no_ads_reason: str | None) -> dict[str, Any]:

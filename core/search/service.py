@@ -51,12 +51,21 @@ class SearchService:
         t0 = time.perf_counter()
         index = await self.index.get(wait_s=deadline.cap(self.index.wait_s))
         key = self.cache_key(req, index.version)
+        payload = self.cache.get_local(key)
+        cached = payload is not None
+        if not cached:
+            # Identical concurrent requests share one Redis lookup and, on a miss, one computation.
+            payload, cached = await self.flight.run(key, lambda: self._lookup_or_compute(req, index, key, deadline),
+                                                    deadline)
+        return {**payload, "cached": cached, "took_ms": round((time.perf_counter() - t0) * 1000, 2)}
+
+    async def _lookup_or_compute(self, req: SearchRequest, index: Any, key: str,
+                                 deadline: Deadline) -> tuple[dict[str, Any], bool]:
         with span("cache.get"):
-            cached = await self.cache.get(key)
-        if cached is not None:
-            return {**cached, "cached": True, "took_ms": round((time.perf_counter() - t0) * 1000, 2)}
-        payload = await self.flight.run(key, lambda: self._compute(req, index, key, deadline), deadline)
-        return {**payload, "cached": False, "took_ms": round((time.perf_counter() - t0) * 1000, 2)}
+            payload = await self.cache.get(key)
+        if payload is not None:
+            return payload, True
+        return await self._compute(req, index, key, deadline), False
 
     async def _compute(self, req: SearchRequest, index: Any, key: str, deadline: Deadline) -> dict[str, Any]:
         s = self.settings
