@@ -38,7 +38,8 @@ def wait_port(port: int, timeout: float) -> None:
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
 
 
-def wait_http(url: str, timeout: float, ok=(200,)) -> None:
+def wait_http(url: str, timeout: float, ok=(200,), warm: bool = False) -> None:
+    """Until ``url`` answers with a status in ``ok`` (and, with ``warm``, a health body saying warm)."""
     import urllib.error
     import urllib.request
 
@@ -47,7 +48,7 @@ def wait_http(url: str, timeout: float, ok=(200,)) -> None:
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status in ok:
+                if r.status in ok and (not warm or json.loads(r.read()).get("warm")):
                     return
         except urllib.error.HTTPError as exc:
             last = f"HTTP {exc.code}"
@@ -74,6 +75,18 @@ def process(args: list[str], env: dict[str, str] | None = None, log: Path | None
 
 
 @contextmanager
+def private_redis() -> Iterator[str]:
+    """A redis-server of our own on a free port, empty, so a run never reads an earlier run's cache."""
+    import shutil
+
+    port = free_port()
+    binary = shutil.which("redis-server") or "redis-server"
+    with process([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]):
+        wait_port(port, 10)
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+@contextmanager
 def fake_claude(delay_s: float) -> Iterator[str]:
     port = free_port()
     with process([sys.executable, "-m", "tests.fakes.anthropic_server", "--port", str(port), "--delay", str(delay_s)]):
@@ -88,7 +101,7 @@ def local_host(env: dict[str, str], log: Path | None = None, ready_timeout: floa
     full_env = {"FUNCTION_KEYS": KEY, "HF_HUB_OFFLINE": "1", "LOG_LEVEL": "WARNING", **env}
     with process([sys.executable, "-m", "core.devhost", "--port", str(port)], full_env, log) as proc:
         base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/api/health", ready_timeout)
+        wait_http(f"{base}/api/health", ready_timeout, warm=True)
         yield base, proc.pid
 
 

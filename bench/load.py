@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (fake_claude, fire, load_conversations, load_queries, local_host,  # noqa: E402
-                           print_table, rss_mb)
+                           print_table, private_redis, rss_mb)
 
 
 def mixed_jobs(base: str, n: int, ads_share: float, rng: random.Random) -> list[tuple[str, str, dict]]:
@@ -50,9 +50,9 @@ async def run(args: argparse.Namespace) -> dict:
     import aiohttp
 
     rng = random.Random(7)
-    with fake_claude(args.claude_delay) as claude_url:
+    with fake_claude(args.claude_delay) as claude_url, private_redis() as fresh_redis:
         env = {"ANTHROPIC_API_KEY": "bench-fake-key", "ANTHROPIC_BASE_URL": claude_url,
-               "REDIS_URL": args.redis_url, "REFRESH_INTERVAL_S": "0"}
+               "REDIS_URL": args.redis_url or fresh_redis, "REFRESH_INTERVAL_S": "0"}
         with local_host(env, log=Path(args.host_log)) as (base, pid):
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=connector) as http:
@@ -87,7 +87,7 @@ def main() -> int:
     p.add_argument("--cached", type=int, default=2000, help="cached-search requests in phase 1")
     p.add_argument("--cached-concurrency", type=int, default=1)
     p.add_argument("--claude-delay", type=float, default=1.0, help="seconds the fake Claude takes per call")
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--redis-url", default="", help="default: a private, empty redis-server for this run")
     p.add_argument("--host-log", default="/tmp/bench-devhost.log")
     p.add_argument("--json", help="write the report here")
     args = p.parse_args()

@@ -210,6 +210,7 @@ class Runtime:
             "index": index,
             "cache": {**self.cache.status(), **({"redis_ping": redis_ok} if redis_ok is not None else {})},
             "uptime_s": round(time.monotonic() - self.started_at, 1),
+            "warm": bool(self._warm_tasks) and self._warm_tasks[0].done(),  # index, catalog, city table loaded
         }
         if self.catalog is not None:
             report["catalog"] = self.catalog.status()

@@ -61,8 +61,8 @@ param httpPerInstanceConcurrency int = 16
 
 @minValue(1)
 @maxValue(32)
-@description('PYTHON_THREADPOOL_THREAD_COUNT of the Python worker.')
-param pythonThreadpoolThreadCount int = 4
+@description('PYTHON_THREADPOOL_THREAD_COUNT of the Python worker: only sync functions use it; every handler here is async (README).')
+param pythonThreadpoolThreadCount int = 1
 
 @description('REQUEST_DEADLINE_S: deadline of a whole request, in seconds.')
 param requestDeadlineSeconds string = '8'

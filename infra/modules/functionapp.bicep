@@ -73,7 +73,7 @@ param httpPerInstanceConcurrency int = 16
 @minValue(1)
 @maxValue(32)
 @description('PYTHON_THREADPOOL_THREAD_COUNT: threads of the worker for sync code.')
-param pythonThreadpoolThreadCount int = 4
+param pythonThreadpoolThreadCount int = 1
 
 @description('REQUEST_DEADLINE_S: deadline of a whole request in seconds.')
 param requestDeadlineSeconds string = '8'
