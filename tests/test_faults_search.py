@@ -43,9 +43,13 @@ async def test_redis_stopped_mid_run_then_started_again(make_runtime, serve, min
     settings = app_settings(mini_bundle, redis.url, tmp_path)
     rt = await make_runtime(settings)
     base = await serve(settings)
+    assert await rt.warmed(60)
     traffic = Traffic(base)
     # Distinct queries, so that every request reads and writes Redis (none is an in-process hit).
     distinct = [("search", {"query": f"{job[1]['query']} {i}", "top_k": 5}) for i, job in enumerate(QUERIES * 300)]
+    for i in range(0, len(distinct), 4):  # and ads conversations: frequency caps and context live in Redis too
+        distinct[i] = ("ads", {"thread_name": f"redis-{i}", "conversation": [
+            {"role": "user", "content": "any pharmacy open late in London? I have a cold"}]})
     traffic.start(distinct, workers=4, max_seconds=30)
     await asyncio.sleep(1.0)
     redis.stop()
