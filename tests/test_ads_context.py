@@ -11,21 +11,14 @@ from core.adapters.cache import Cache
 from core.adapters.claude import ClaudeClient
 from core.ads.context import CONTEXT_SCHEMA, ContextExtractor, keyword_context, sanitize
 from core.ads.geo import Geocoder
-from core.ads.models import parse_ads_request
 from core.deadline import Deadline
 from core.settings import Settings
+from tests.builders import ads_request as request
 
 CTX = {"topics": ["pharmacy", "allergy medicine"], "intent_keywords": ["antihistamine", "hay fever"],
        "place": "Paris", "place_country": "FR", "language": "en", "sensitive": False, "sensitive_category": "none"}
 
 
-def request(*user_turns: str, thread="thread-1"):
-    conv = []
-    for i, text in enumerate(user_turns):
-        if i:
-            conv.append({"role": "assistant", "content": "Sure, tell me more."})
-        conv.append({"role": "user", "content": text})
-    return parse_ads_request({"thread_name": thread, "conversation": conv})
 
 
 @pytest_asyncio.fixture(loop_scope="session")

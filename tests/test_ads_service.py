@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timezone
+from functools import partial
 
 import aiohttp
 import pytest_asyncio
@@ -12,10 +13,12 @@ import pytest_asyncio
 from core.adapters.claude import ClaudeClient
 from core.ads.eligibility import check
 from core.ads.geo import Geocoder
-from core.ads.models import parse_ads_request
 from core.ads.service import AdsService
 from core.deadline import Deadline
 from core.settings import Settings
+from tests.builders import ads_request
+
+request = partial(ads_request, thread="t", reply="Happy to help with that.")
 
 PUBLIC_FIELDS = ("id", "advertiser", "title", "body", "url")
 
@@ -26,13 +29,6 @@ def ctx(topics, keywords=(), place="", country="", language="en", sensitive=Fals
                      "sensitive_category": category}}
 
 
-def request(*texts, thread="t"):
-    conv = []
-    for i, text in enumerate(texts):
-        if i:
-            conv.append({"role": "assistant", "content": "Happy to help with that."})
-        conv.append({"role": "user", "content": text})
-    return parse_ads_request({"thread_name": thread, "conversation": conv})
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.loopback import serve
+
 # name -> (lon, lat, locality, country ISO, country name, admin shortName, admin name)
 PLACES: dict[str, tuple[float, float, str, str, str, str, str]] = {
     "paris": (2.3514, 48.8567, "Paris", "FR", "France", "IDF", "Île-de-France"),
@@ -85,11 +87,7 @@ class FakeMaps:
     async def start(self) -> "FakeMaps":
         app = web.Application()
         app.router.add_get("/geocode", self._geocode)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app, self.host, self.port)
         return self
 
     async def stop(self) -> None:
