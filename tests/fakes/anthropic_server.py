@@ -25,13 +25,12 @@ import inspect
 import itertools
 import json
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from aiohttp import web
 
-from tests.fakes.loopback import serve
+from tests.fakes.loopback import ScriptedServer, serve
 
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
@@ -81,28 +80,14 @@ def minimal_instance(schema: dict[str, Any] | None) -> Any:
 
 
 @dataclass
-class FakeAnthropic:
-    host: str = "127.0.0.1"
-    port: int = 0
+class FakeAnthropic(ScriptedServer):
     default_delay_s: float = 0.0
     responder: Callable[[dict[str, Any]], Any] | None = None
-    requests: list[Recorded] = field(default_factory=list)
-    _script: deque = field(default_factory=deque)
-    _runner: web.AppRunner | None = None
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
     # -- scripting ----------------------------------------------------------------
-    def push(self, *steps: dict[str, Any]) -> "FakeAnthropic":
-        self._script.extend(steps)
-        return self
-
     def reset(self) -> None:
-        self._script.clear()
-        self.requests.clear()
+        super().reset()
         self.responder = None
         self.default_delay_s = 0.0
 
@@ -117,11 +102,6 @@ class FakeAnthropic:
         self._runner, self.port = await serve(app, self.host, self.port)
         return self
 
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         try:
             body = await request.json()
@@ -132,13 +112,12 @@ class FakeAnthropic:
         if "model" not in body or "messages" not in body or "max_tokens" not in body:
             return _error(400, "invalid_request_error", "model, messages and max_tokens are required")
 
-        if self._script:
-            step = self._script.popleft()
-        elif self.responder is not None:
+        step = self.next_step()
+        if step is None and self.responder is not None:
             step = self.responder(body)
             if inspect.isawaitable(step):
                 step = await step
-        else:
+        if step is None:
             step = {"json": minimal_instance(rec.schema)}
         step = dict(step or {})
 

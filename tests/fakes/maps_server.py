@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.loopback import serve
+from tests.fakes.loopback import ScriptedServer, serve
 
 # name -> (lon, lat, locality, country ISO, country name, admin shortName, admin name)
 PLACES: dict[str, tuple[float, float, str, str, str, str, str]] = {
@@ -65,40 +64,17 @@ class Recorded:
 
 
 @dataclass
-class FakeMaps:
-    host: str = "127.0.0.1"
-    port: int = 0
-    requests: list[Recorded] = field(default_factory=list)
-    _script: deque = field(default_factory=deque)
-    _runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def push(self, *steps: dict[str, Any]) -> "FakeMaps":
-        self._script.extend(steps)
-        return self
-
-    def reset(self) -> None:
-        self._script.clear()
-        self.requests.clear()
-
+class FakeMaps(ScriptedServer):
     async def start(self) -> "FakeMaps":
         app = web.Application()
         app.router.add_get("/geocode", self._geocode)
         self._runner, self.port = await serve(app, self.host, self.port)
         return self
 
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
     async def _geocode(self, request: web.Request) -> web.Response:
         self.requests.append(Recorded(dict(request.query), {k.lower(): v for k, v in request.headers.items()},
                                       time.monotonic()))
-        step = self._script.popleft() if self._script else {}
+        step = self.next_step() or {}
         if step.get("hang"):
             await asyncio.sleep(3600)
         if step.get("delay"):
