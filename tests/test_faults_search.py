@@ -185,3 +185,49 @@ async def test_hot_reload_swaps_versions_under_traffic(make_runtime, serve, mini
 
 async def _version_is(rt, version):
     return rt.index.version == version
+
+
+async def test_catalog_hot_reload_under_ads_traffic(make_runtime, serve, mini_bundle, azurite, redis_url, tmp_path):
+    """A new ads catalog published to Blob is picked up without a restart; no request fails meanwhile."""
+    from core.ads.catalog import build_catalog_artifact
+    from core.settings import PROJECT_ROOT
+
+    settings = app_settings(mini_bundle, redis_url, tmp_path, BLOB_CONNECTION_STRING=azurite.connection_string,
+                            INDEX_CONTAINER="hot-index", ADS_CONTAINER="hot-ads", REFRESH_INTERVAL_S="0.3")
+    publish_artifact(settings, _versioned_copy(mini_bundle, tmp_path / "i1", "i1"), "hot-index", progress=False)
+    build_catalog_artifact(PROJECT_ROOT / "data" / "ads_catalog.jsonl", tmp_path / "c1", version="c1")
+    publish_artifact(settings, tmp_path / "c1", "hot-ads", progress=False)
+    rt = await make_runtime(settings)
+    base = await serve(settings)
+    assert await rt.warmed(60)
+    assert rt.catalog.version == "c1"
+    conv = [{"role": "user", "content": "my zorblax gadget broke, where can I get a zorblax repaired in London?"}]
+    traffic = Traffic(base)
+    traffic.start([("ads", {"thread_name": f"hot-{i}", "conversation": conv}) for i in range(500)],
+                  workers=3, max_seconds=40)
+    await asyncio.sleep(1.0)
+    new_ad = {"id": "zz-zorblax-01", "advertiser": "Zorblax Fixers", "title": "Zorblax repair in London",
+              "body": "Same-day zorblax gadget repair.", "url": "https://zorblax.example/",
+              "keywords": ["zorblax", "zorblax repair", "gadget repair"], "categories": ["repair"],
+              "languages": ["en"], "geo": {"points": [{"lat": 51.5074, "lon": -0.1278, "radius_km": 50}]},
+              "status": "active", "bid_cpm": 9.0, "priority": 1, "start_date": "2025-01-01",
+              "end_date": "2030-12-31"}
+    corpus = tmp_path / "c2.jsonl"
+    corpus.write_text((PROJECT_ROOT / "data" / "ads_catalog.jsonl").read_text().rstrip("\n") + "\n"
+                      + json.dumps(new_ad) + "\n")
+    build_catalog_artifact(corpus, tmp_path / "c2", version="c2")
+    publish_artifact(settings, tmp_path / "c2", "hot-ads", progress=False)
+    swapped = await _until(lambda: _catalog_is(rt, "c2"), timeout_s=20)
+    await asyncio.sleep(1.0)
+    outcomes = await traffic.stop()
+    assert swapped, rt.catalog.status()
+    assert traffic.failed() == [], traffic.failed()[:3]
+    versions = [o.body["catalog_version"] for o in outcomes]
+    assert versions[0] == "c1" and versions[-1] == "c2"
+    shown_before = {a["id"] for o in outcomes if o.body["catalog_version"] == "c1" for a in o.body["ads"]}
+    shown_after = {a["id"] for o in outcomes if o.body["catalog_version"] == "c2" for a in o.body["ads"]}
+    assert "zz-zorblax-01" not in shown_before and "zz-zorblax-01" in shown_after
+
+
+async def _catalog_is(rt, version):
+    return rt.catalog is not None and rt.catalog.version == version
