@@ -22,12 +22,14 @@ async def test_values_round_trip_through_redis_and_are_shared(redis_url):
     await a.close(), await b.close()
 
 
-async def test_incr_is_atomic_and_sets_a_ttl(redis_url):
+async def test_capped_counting_is_atomic_and_sets_a_ttl(redis_url):
     c = _cache(redis_url)
     key = "t:cap:atomic"
     await c.redis.delete(key)
-    counts = await asyncio.gather(*(c.incr(key, 100) for _ in range(50)))
-    assert sorted(counts) == list(range(1, 51))
+    results = await asyncio.gather(*(c.incr_capped_first([key], cap=10, want=1, ttl_s=100) for _ in range(50)))
+    counted = sorted(r[0] for r in results if r[0] is not None)
+    assert counted == list(range(1, 11))  # exactly the cap, each count once, under 50 concurrent claims
+    assert int(await c.redis.get(key)) == 10
     ttl = await c.redis.ttl(key)
     assert 0 < ttl <= 100
     await c.close()
@@ -37,7 +39,7 @@ async def test_without_redis_the_local_level_still_serves(caplog):
     c = Cache(None)
     await c.set("k", {"v": 1}, 10)
     assert await c.get("k") == {"v": 1}
-    assert [await c.incr("n", 10) for _ in range(3)] == [1, 2, 3]
+    assert [(await c.incr_capped_first(["n"], cap=2, want=1, ttl_s=10))[0] for _ in range(3)] == [1, 2, None]
     assert c.status()["redis"] == "not configured"
 
 

@@ -18,13 +18,6 @@ from cachetools import TTLCache
 
 log = logging.getLogger("core.cache")
 
-# INCR then set the TTL only on the first increment, atomically.
-_INCR_WITH_TTL = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return n
-"""
-
 # In order, count one event for each key not at its cap, until ARGV[1] keys are counted: per key examined,
 # its new count or -1 when it was at the cap. One round trip for what would be a claim per key.
 _INCR_CAPPED_FIRST = """
@@ -129,22 +122,11 @@ class Cache:
         self._lru[key] = raw
         await self._call(lambda: self.redis.set(key, raw, ex=max(1, int(ttl_s))))
 
-    async def incr(self, key: str, ttl_s: int) -> int:
-        """Atomically count an event under ``key`` (TTL set on the first count).
-
-        Falls back to a per-process counter when Redis is down, so frequency caps
-        still hold per instance.
-        """
-        ok, n = await self._call(lambda: self.redis.eval(_INCR_WITH_TTL, 1, key, max(1, int(ttl_s))))
-        if ok:
-            return int(n)
-        n = self._counters.get(key, 0) + 1
-        self._counters[key] = n
-        return n
-
     async def incr_capped_first(self, keys: list[str], cap: int, want: int, ttl_s: int) -> list[int | None]:
-        """``incr_capped`` over ``keys`` in order until ``want`` of them were counted, atomically and in one
-        round trip: per key examined, its new count or None when it was at the cap (not counted). Keys
+        """Count one event for each of ``keys`` that is below ``cap``, in order, until ``want`` of them were
+        counted, atomically and in one round trip (TTL set on a key's first count): per key examined, its new
+        count or None when it was at the cap (not counted). While Redis is down, per-process counters apply
+        the same rule, so caps still hold per instance. Keys
         after the ``want``-th counted one are not examined. In Redis Cluster the keys must share a hash
         slot (a ``{hash tag}``)."""
         if not keys or want <= 0:
