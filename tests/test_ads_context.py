@@ -22,13 +22,6 @@ CTX = {"topics": ["pharmacy", "allergy medicine"], "intent_keywords": ["antihist
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def claude(claude_settings):
-    client = ClaudeClient(claude_settings)
-    yield client
-    await client.close()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
 async def extractor(claude_settings, claude, redis_cache, key_prefix):
     geocoder = Geocoder(claude_settings, redis_cache, None, key_prefix=f"{key_prefix}:geo")
     await geocoder.warm()  # as the runtime does at start-up

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import pytest_asyncio
 
-from core.adapters.claude import ClaudeClient
 from core.ads.catalog import Ad
 from core.ads.ranking import Candidate, apply_order, claude_rerank, rank
 from core.deadline import Deadline
@@ -26,13 +24,6 @@ def test_apply_order_drops_unknown_ids_and_keeps_tiers():
                    Candidate(ad("d"), 0.7)], floor=0.0)
     out = apply_order(ranked, ["evil-ad", "d", "c", "d", 42, "https://evil.example", "a"])
     assert [c.ad.id for c in out] == ["a", "d", "c", "b"]
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def claude(claude_settings):
-    client = ClaudeClient(claude_settings)
-    yield client
-    await client.close()
 
 
 async def test_claude_rerank_only_reorders_the_eligible_set(claude, fake_anthropic):

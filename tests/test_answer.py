@@ -6,7 +6,6 @@ import json
 import time
 
 import pytest
-import pytest_asyncio
 
 from core.adapters.claude import ClaudeClient
 from core.deadline import Deadline
@@ -16,13 +15,6 @@ from core.settings import Settings
 
 HITS = [Hit(id=f"kb-{i}", title=f"Title {i}", url=f"https://help.example.com/{i}", snippet=f"Snippet number {i}.",
             score=1.0 - i / 10, bm25_rank=i + 1, dense_rank=i + 1, metadata={}) for i in range(8)]
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def claude(claude_settings):
-    client = ClaudeClient(claude_settings)
-    yield client
-    await client.close()
 
 
 async def test_cited_answer_from_top_results(claude, fake_anthropic):

@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import pytest
-import pytest_asyncio
 
 from core.adapters.claude import CircuitBreaker, ClaudeClient, ClaudeUnavailable, schema_errors
 from core.deadline import Deadline
@@ -20,13 +19,6 @@ SCHEMA = {
 }
 GOOD = {"topics": ["pharmacy"], "sensitive": False}
 MESSAGES = [{"role": "user", "content": "where can I buy allergy pills?"}]
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def claude(claude_settings):
-    client = ClaudeClient(claude_settings)
-    yield client
-    await client.close()
 
 
 async def call(client: ClaudeClient, budget: float = 3.0) -> dict:
