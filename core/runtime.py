@@ -24,7 +24,6 @@ from core.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger("core.runtime")
 
-SEARCH_KIND, SEARCH_FORMAT = "search-index", 1
 BUILD_TIMEOUT_S = 900
 
 
@@ -51,8 +50,9 @@ class Runtime:
         s = self.settings
         if s.blob_configured:
             from core.adapters.blob import BlobArtifactSource
+            from core.search.bundle import FORMAT_VERSION, KIND
 
-            source: Any = BlobArtifactSource(s, s.index_container, kind=SEARCH_KIND, format_version=SEARCH_FORMAT)
+            source: Any = BlobArtifactSource(s, s.index_container, kind=KIND, format_version=FORMAT_VERSION)
             deep = False  # fetch() verified every file's sha256 on download
         else:
             source = LocalArtifactSource(s.path(s.index_local_path), ensure=self._build_local_index)
@@ -214,6 +214,8 @@ class Runtime:
         }
         if self.catalog is not None:
             report["catalog"] = self.catalog.status()
+        if self._geo is not None:
+            report["geocoder"] = self._geo.status()
         if self._claude is not None:
             report["claude"] = self._claude.status()
         else:

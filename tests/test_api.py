@@ -127,6 +127,10 @@ async def test_health_reports_ready_index_and_cache(runtime):
     assert res.status_code == 200 and body["status"] == "ok"
     assert body["index"]["state"] == "ready" and body["index"]["version"] == runtime.index.version
     assert body["cache"]["redis"] == "up"
+    assert await runtime.warmed(60)
+    body = payload(await function_app.health(func.HttpRequest("GET", "http://localhost/api/health", body=b"")))
+    assert body["warm"] is True and body["catalog"]["state"] == "ready"
+    assert body["geocoder"] == {"mode": "offline", "offline_loaded": True}
 
 
 async def test_concurrent_first_requests_load_the_index_once(runtime):
