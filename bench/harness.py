@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -18,24 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from tests.fakes.processes import RedisProcess, free_port, wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-key"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
 
 
 def wait_http(url: str, timeout: float, ok=(200,), warm: bool = False) -> None:
@@ -77,20 +62,18 @@ def process(args: list[str], env: dict[str, str] | None = None, log: Path | None
 @contextmanager
 def private_redis() -> Iterator[str]:
     """A redis-server of our own on a free port, empty, so a run never reads an earlier run's cache."""
-    import shutil
-
-    port = free_port()
-    binary = shutil.which("redis-server") or "redis-server"
-    with process([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]):
-        wait_port(port, 10)
-        yield f"redis://127.0.0.1:{port}/0"
+    server = RedisProcess().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @contextmanager
 def fake_claude(delay_s: float) -> Iterator[str]:
     port = free_port()
     with process([sys.executable, "-m", "tests.fakes.anthropic_server", "--port", str(port), "--delay", str(delay_s)]):
-        wait_port(port, 20)
+        wait_for_port(port, 20)
         yield f"http://127.0.0.1:{port}"
 
 

@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Mapping
 import orjson
 
 from core.deadline import Deadline, DeadlineExceeded
-from core.errors import ApiError, bad_request
+from core.errors import ApiError, bad_request, payload_too_large
 from core.search.models import from_query_params, parse_search_request
 
 log = logging.getLogger("core.api")
@@ -58,7 +58,7 @@ def parse_json(req: Request, max_bytes: int) -> Any:
     """Body limits in the order a client needs them: size, type, encoding, syntax."""
     declared = req.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes or len(req.body) > max_bytes:
-        raise ApiError(413, "payload_too_large", f"request body is larger than {max_bytes} bytes")
+        raise payload_too_large(max_bytes)
     ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != JSON and not (ctype.startswith("application/") and ctype.endswith("+json")):
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")

@@ -25,11 +25,10 @@ from typing import Any
 import azure.functions as func
 from aiohttp import web
 
+from core.errors import ApiError, payload_too_large, unauthorized
 from core.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger("core.devhost")
-_UNAUTHORIZED = {"error": {"code": "unauthorized",
-                           "message": "a function key is required: x-functions-key header or ?code="}}
 
 
 def route_prefix(host_json: Path) -> str:
@@ -52,8 +51,8 @@ def functions_of(fapp: Any) -> list:
     return _FUNCTIONS[id(fapp)]
 
 
-def _json(status: int, payload: Any) -> web.Response:
-    return web.Response(status=status, body=json.dumps(payload).encode(), content_type="application/json")
+def _error(err: ApiError) -> web.Response:
+    return web.Response(status=err.status, body=json.dumps(err.body()).encode(), content_type="application/json")
 
 
 def build_app(module: str = "function_app", *, settings: Settings | None = None,
@@ -81,16 +80,13 @@ def build_app(module: str = "function_app", *, settings: Settings | None = None,
             if needs_key:
                 given = request.headers.get("x-functions-key") or params.get("code")
                 if given not in keys:
-                    return _json(401, _UNAUTHORIZED)
-            declared = request.content_length
-            if declared is not None and declared > max_body:
-                return _json(413, {"error": {"code": "payload_too_large",
-                                             "message": f"request body is larger than {max_body} bytes"}})
+                    return _error(unauthorized())
             try:
+                if (request.content_length or 0) > max_body:
+                    raise web.HTTPRequestEntityTooLarge(max_size=max_body, actual_size=request.content_length)
                 body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                return _json(413, {"error": {"code": "payload_too_large",
-                                             "message": f"request body is larger than {max_body} bytes"}})
+            except web.HTTPRequestEntityTooLarge:  # refused before the body is read or parsed
+                return _error(payload_too_large(max_body))
             params.pop("code", None)
             req = func.HttpRequest(method=request.method, url=str(request.url), headers=dict(request.headers),
                                    params=params, route_params=dict(request.match_info), body=body)

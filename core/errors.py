@@ -31,6 +31,14 @@ def bad_request(message: str, code: str = "invalid_request") -> ApiError:
     return ApiError(400, code, message)
 
 
+def payload_too_large(max_bytes: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"request body is larger than {max_bytes} bytes")
+
+
+def unauthorized() -> ApiError:
+    return ApiError(401, "unauthorized", "a function key is required: x-functions-key header or ?code=")
+
+
 class NotReady(ApiError):
     """The service cannot answer yet (index loading, load failed): 503 with Retry-After."""
 
