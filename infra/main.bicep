@@ -160,8 +160,8 @@ var anthropicKeyGiven = (!empty(anthropicApiKey)) && (!startsWith(anthropicApiKe
 // (bench/load.py --sweep, README "Scaling and host settings"); tests/test_infra.py keeps the
 // README table and this map in step.
 var perInstanceConcurrencyByMemory = {
-  '512': 2
-  '2048': 8
+  '512': 1
+  '2048': 4
   '4096': 8
 }
 var perInstanceConcurrency = (httpPerInstanceConcurrency > 0) ? httpPerInstanceConcurrency : perInstanceConcurrencyByMemory[string(instanceMemoryMB)]
