@@ -43,10 +43,28 @@ def wait_http(url: str, timeout: float, ok=(200,), warm: bool = False) -> None:
     raise TimeoutError(f"{url} not ready after {timeout}s ({last})")
 
 
+def parse_cpus(text: str) -> set[int] | None:
+    """``"0"`` / ``"0,1"`` / ``"0-1"`` (taskset's list syntax) -> CPU ids; empty -> None (no pinning)."""
+    cpus: set[int] = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus or None
+
+
+def pin(cpus: set[int] | None, pid: int = 0) -> None:
+    """``taskset -c`` for a process (0: this one); its children inherit the affinity."""
+    if cpus:
+        os.sched_setaffinity(pid, cpus)
+
+
 @contextmanager
-def process(args: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> Iterator[subprocess.Popen]:
+def process(args: list[str], env: dict[str, str] | None = None, log: Path | None = None,
+            cpus: set[int] | None = None) -> Iterator[subprocess.Popen]:
+    """A child process; with ``cpus``, pinned to them from its first instruction (like ``taskset -c``)."""
     out = open(log, "wb") if log else subprocess.DEVNULL
-    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
+                            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     try:
         yield proc
     finally:
@@ -78,11 +96,13 @@ def fake_claude(delay_s: float) -> Iterator[str]:
 
 
 @contextmanager
-def local_host(env: dict[str, str], log: Path | None = None, ready_timeout: float = 900) -> Iterator[tuple[str, int]]:
-    """Start ``python -m core.devhost``; yields (base URL, pid) once /api/health is ready."""
+def local_host(env: dict[str, str], log: Path | None = None, ready_timeout: float = 900,
+               cpus: set[int] | None = None, host_args: list[str] | None = None) -> Iterator[tuple[str, int]]:
+    """Start ``python -m core.devhost`` (on ``cpus`` only, if given); yields (base URL, pid) once warm."""
     port = free_port()
     full_env = {"FUNCTION_KEYS": KEY, "HF_HUB_OFFLINE": "1", "LOG_LEVEL": "WARNING", **env}
-    with process([sys.executable, "-m", "core.devhost", "--port", str(port)], full_env, log) as proc:
+    args = [sys.executable, "-m", "core.devhost", "--port", str(port), *(host_args or [])]
+    with process(args, full_env, log, cpus) as proc:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/api/health", ready_timeout, warm=True)
         yield base, proc.pid

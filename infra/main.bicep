@@ -28,12 +28,10 @@ param resourceGroupName string = ''
 @description('Object id of the deploying user or pipeline (azd: AZURE_PRINCIPAL_ID); gets blob upload and secret rotation rights. Empty: none.')
 param principalId string = ''
 
-@allowed([
-  'User'
-  'ServicePrincipal'
-  'Group'
-])
-param principalType string = 'User'
+// No @allowed here: a parameters file used without azd passes the literal placeholder
+// '${AZURE_PRINCIPAL_TYPE}', which means "not given" (User). rbac.bicep checks the value.
+@description('Kind of principalId (azd: AZURE_PRINCIPAL_TYPE, User or ServicePrincipal): User, ServicePrincipal or Group. Empty: User. A Group gets the Blob and Key Vault roles but no Redis access policy (Azure Managed Redis does not accept Entra groups).')
+param principalType string = ''
 
 // --- function app scale knobs (see docs/deploy.md for what they cost) ---------------
 
@@ -45,19 +43,22 @@ param principalType string = 'User'
 @description('Instance memory in MB; CPU and bandwidth grow with it. The index, the ONNX encoder and the worker fit in 2048.')
 param instanceMemoryMB int = 2048
 
-@minValue(1)
+// Flex Consumption accepts 40-1000 (Microsoft Learn, "Flex Consumption plan hosting",
+// Considerations: "The lowest maximum scale is currently 40"); a few regions in preview
+// accept less: lower @minValue here and in modules/functionapp.bicep to use them.
+@minValue(40)
 @maxValue(1000)
-@description('Most instances the app may scale to; bounds the bill and the Redis connections (instances x REDIS_MAX_CONNECTIONS).')
+@description('Most instances the app may scale to (40-1000); bounds the bill and the Redis connections (instances x REDIS_MAX_CONNECTIONS).')
 param maximumInstanceCount int = 40
 
 @minValue(1)
 @description('Always-ready instances for the HTTP group: no cold start for the first requests, billed at the baseline rate even when idle.')
 param alwaysReadyInstances int = 1
 
-@minValue(1)
+@minValue(0)
 @maxValue(1000)
-@description('HTTP requests one instance serves at once before the platform adds one. 16: async I/O-bound handlers (README load benchmark).')
-param httpPerInstanceConcurrency int = 16
+@description('HTTP requests one instance serves at once before the platform adds one. 0: the value measured for instanceMemoryMB (perInstanceConcurrencyByMemory below, README).')
+param httpPerInstanceConcurrency int = 0
 
 @minValue(1)
 @maxValue(32)
@@ -145,8 +146,25 @@ var adsContainerName = 'ads-catalog'
 var anthropicSecretName = 'anthropic-api-key'
 
 // A parameters file used without azd keeps its ${VAR} placeholders: treat those as unset.
-var userPrincipalId = !empty(principalId) && !startsWith(principalId, '$') ? principalId : ''
-var anthropicKeyGiven = !empty(anthropicApiKey) && !startsWith(anthropicApiKey, '$')
+// (Conditions are parenthesised: tests/test_infra.py evaluates them with pycep-parser, which
+// binds `? :` tighter than Bicep does.)
+var userPrincipalId = ((!empty(principalId)) && (!startsWith(principalId, '$'))) ? principalId : ''
+var deployerPrincipalType = (empty(principalType) || startsWith(principalType, '$')) ? 'User' : principalType
+// Azure Managed Redis access policy assignments take users, service principals and managed
+// identities, not Entra groups: a Group deployer gets no Redis data access (docs/deploy.md).
+var redisUserPrincipalId = (deployerPrincipalType == 'Group') ? '' : userPrincipalId
+var anthropicKeyGiven = (!empty(anthropicApiKey)) && (!startsWith(anthropicApiKey, '$'))
+
+// HTTP requests in flight per instance before Flex adds an instance, by instance size
+// (512 MB: 0.25 vCPU, 2048 MB: 1 vCPU, 4096 MB: 2 vCPU). From the one-core concurrency sweep
+// (bench/load.py --sweep, README "Scaling and host settings"); tests/test_infra.py keeps the
+// README table and this map in step.
+var perInstanceConcurrencyByMemory = {
+  '512': 1
+  '2048': 4
+  '4096': 8
+}
+var perInstanceConcurrency = (httpPerInstanceConcurrency > 0) ? httpPerInstanceConcurrency : perInstanceConcurrencyByMemory[string(instanceMemoryMB)]
 
 // --- resources -----------------------------------------------------------------------
 
@@ -270,7 +288,7 @@ module redis 'modules/redis.bicep' = {
     highAvailability: redisHighAvailability
     evictionPolicy: redisEvictionPolicy
     appPrincipalId: appIdentity.outputs.principalId
-    userPrincipalId: userPrincipalId
+    userPrincipalId: redisUserPrincipalId
   }
 }
 
@@ -291,7 +309,7 @@ module rbac 'modules/rbac.bicep' = {
   params: {
     appPrincipalId: appIdentity.outputs.principalId
     userPrincipalId: userPrincipalId
-    userPrincipalType: principalType
+    userPrincipalType: deployerPrincipalType
     storageAccountName: storage.outputs.name
     dataContainerNames: [
       indexContainerName
@@ -325,7 +343,7 @@ module functionApp 'modules/functionapp.bicep' = {
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     alwaysReadyInstances: alwaysReadyInstances
-    httpPerInstanceConcurrency: httpPerInstanceConcurrency
+    httpPerInstanceConcurrency: perInstanceConcurrency
     pythonThreadpoolThreadCount: pythonThreadpoolThreadCount
     requestDeadlineSeconds: requestDeadlineSeconds
   }

@@ -13,6 +13,7 @@ The Bicep compiler itself cannot be installed on this machine; CI on GitHub runs
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from functools import lru_cache
@@ -123,6 +124,69 @@ def resolve(value: Any, tree: dict[str, Any]) -> Any:
         else:
             break
     return value
+
+
+_BINARY = {
+    "or": lambda a, b: a or b, "and": lambda a, b: a and b,
+    "equals": lambda a, b: a == b, "not_equals": lambda a, b: a != b,
+    "greater_than": lambda a, b: a > b, "greater_than_or_equals": lambda a, b: a >= b,
+    "less_than": lambda a, b: a < b, "less_than_or_equals": lambda a, b: a <= b,
+}
+_FUNCTIONS = {
+    "empty": lambda p: len(p["item_to_test"]) == 0,
+    "starts_with": lambda p: p["string_to_search"].lower().startswith(p["string_to_find"].lower()),
+    "string": lambda p: str(p["value_to_convert"]).lower() if isinstance(p["value_to_convert"], bool)
+    else str(p["value_to_convert"]),
+}
+
+
+def evaluate(node: Any, tree: dict[str, Any], env: dict[str, Any] | None = None) -> Any:
+    """The value of a Bicep expression (as pycep renders it) for parameter values ``env``.
+
+    Parameters not in ``env`` take their defaults; variables are evaluated in turn. Covers the
+    expressions the templates use to pick values (conditions, comparisons, logic, empty,
+    startsWith, string, object lookup), so a test can ask "what does main.bicep pass for a
+    ServicePrincipal deployer?" instead of matching text. A bare string that names no symbol
+    is a string literal.
+    """
+    env = env or {}
+    if isinstance(node, (bool, int, float)) or node is None:
+        return node
+    if isinstance(node, str):
+        if node in env:
+            return env[node]
+        if node in (tree.get("variables") or {}):
+            return evaluate(tree["variables"][node]["value"], tree, env)
+        if node in (tree.get("parameters") or {}):
+            return evaluate(tree["parameters"][node]["default"], tree, env)
+        return node
+    if isinstance(node, list):
+        return [evaluate(item, tree, env) for item in node]
+    if "operator" in node and isinstance(node["operator"], dict) and "type" in node["operator"]:
+        kind, ops = node["operator"]["type"], node["operator"]["operands"]
+        if kind == "conditional":
+            branch = "true_value" if evaluate(ops["condition"], tree, env) else "false_value"
+            return evaluate(ops[branch], tree, env)
+        if kind == "not":
+            return not evaluate(ops["bool_value"], tree, env)
+        if kind == "index_accessor":
+            return evaluate(ops["operand_1"], tree, env)[evaluate(ops["operand_2"], tree, env)]
+        if kind in _BINARY:
+            for operand in (ops["operand_1"], ops["operand_2"]):
+                # pycep-parser binds `? :` tighter than Bicep (`a || b ? x : y` comes out as
+                # `a || (b ? x : y)`): the templates parenthesise every condition, so a
+                # conditional inside a binary operator means an unparenthesised one.
+                assert not (isinstance(operand, dict) and operand.get("operator", {}).get("type") == "conditional"), \
+                    f"parenthesise the condition of a `? :` in the Bicep: {node}"
+            return _BINARY[kind](evaluate(ops["operand_1"], tree, env), evaluate(ops["operand_2"], tree, env))
+        raise AssertionError(f"evaluate() does not know operator {kind}")
+    if "function" in node and isinstance(node["function"], dict) and "type" in node["function"]:
+        fn = node["function"]
+        if fn["type"] not in _FUNCTIONS:
+            raise AssertionError(f"evaluate() does not know function {fn['type']}")
+        return _FUNCTIONS[fn["type"]]({k: evaluate(v, tree, env) for k, v in fn["parameters"].items()})
+    # An object literal: pycep keeps the quotes of quoted keys.
+    return {str(k).strip("'"): evaluate(v, tree, env) for k, v in node.items()}
 
 
 def decorator(tree: dict[str, Any], param: str, kind: str) -> Any:
@@ -266,8 +330,8 @@ def test_flex_scale_settings() -> None:
     assert set(decorator(main, "instanceMemoryMB", "allowed")) <= {512, 2048, 4096}
 
     maximum = scale["maximumInstanceCount"]
-    assert 1 <= decorator(module, maximum, "max_value") <= 1000
-    assert 1 <= resolve("maximumInstanceCount", main) <= decorator(main, "maximumInstanceCount", "max_value") <= 1000
+    assert decorator(module, maximum, "max_value") == 1000
+    assert 40 <= resolve("maximumInstanceCount", main) <= decorator(main, "maximumInstanceCount", "max_value") <= 1000
 
     (always_ready,) = scale["alwaysReady"]
     assert always_ready["name"] == "http"
@@ -278,12 +342,173 @@ def test_flex_scale_settings() -> None:
 
     concurrency = scale["triggers"]["http"]["perInstanceConcurrency"]
     assert decorator(module, concurrency, "min_value") >= 1
-    assert resolve("httpPerInstanceConcurrency", main) == 16
 
-    # main.bicep hands its knobs to the module unchanged.
+    # main.bicep hands its knobs to the module unchanged (concurrency: see the per-memory test).
     for main_param, module_param in [("instanceMemoryMB", memory), ("maximumInstanceCount", maximum),
-                                     ("alwaysReadyInstances", count), ("httpPerInstanceConcurrency", concurrency)]:
+                                     ("alwaysReadyInstances", count)]:
         assert main_passes("functionapp.bicep", module_param) == main_param
+    assert main_passes("functionapp.bicep", concurrency) == "perInstanceConcurrency"
+
+
+# --- issue 12: instance count, per-memory concurrency, principal type, groups, doc numbers -------
+
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
+README = ROOT / "README.md"
+MEMORY_SIZES = (512, 2048, 4096)
+
+
+def test_maximum_instance_count_is_40_to_1000_in_both_files_and_the_doc() -> None:
+    """Flex Consumption refuses a maximumInstanceCount below 40 (Microsoft Learn, Flex Consumption
+    plan hosting, Considerations), apart from a few regions in preview."""
+    module = parse(MODULES / "functionapp.bicep")
+    main = parse(MAIN)
+    for tree in (module, main):
+        assert decorator(tree, "maximumInstanceCount", "min_value") == 40
+        assert decorator(tree, "maximumInstanceCount", "max_value") == 1000
+        assert 40 <= resolve("maximumInstanceCount", tree) <= 1000
+    given = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert 40 <= given["maximumInstanceCount"]["value"] <= 1000
+    doc = DEPLOY_DOC.read_text()
+    row = knob_row(doc, "maximumInstanceCount")
+    assert "40-1000" in row or "40–1000" in row, row
+    assert "1-1000" not in doc and "1–1000" not in doc
+    assert "preview" in row, "the doc names the preview-region exception"
+
+
+def per_memory_concurrency_in_readme() -> dict[int, int]:
+    """The README's `instanceMemoryMB | vCPU | perInstanceConcurrency` table."""
+    text = README.read_text()
+    rows = re.findall(r"^\| `?(512|2048|4096)`? MB \| ([0-9.]+) \| \*\*(\d+)\*\* \|", text, re.MULTILINE)
+    assert {int(m) for m, _, _ in rows} == set(MEMORY_SIZES), f"README per-memory table rows: {rows}"
+    return {int(m): int(c) for m, _, c in rows}
+
+
+def test_per_instance_concurrency_defaults_per_memory_size_and_match_the_readme() -> None:
+    main = parse(MAIN)
+    passed = main_passes("functionapp.bicep", "httpPerInstanceConcurrency")
+    measured = per_memory_concurrency_in_readme()
+    assert set(decorator(main, "instanceMemoryMB", "allowed")) == set(MEMORY_SIZES)
+    for memory in MEMORY_SIZES:
+        assert evaluate(passed, main, {"instanceMemoryMB": memory}) == measured[memory], memory
+    # More CPU, at least as much concurrency.
+    assert measured[512] <= measured[2048] <= measured[4096]
+    # An explicit value still wins, and the parameters file does not pin one (it would hide the map).
+    assert evaluate(passed, main, {"instanceMemoryMB": 2048, "httpPerInstanceConcurrency": 7}) == 7
+    assert resolve("httpPerInstanceConcurrency", main) == 0
+    given = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert "httpPerInstanceConcurrency" not in given
+    # Every value fits under the host's per-instance throttle and the Redis pool of one instance.
+    host = json.loads((ROOT / "host.json").read_text())["extensions"]["http"]
+    from core.settings import Settings
+
+    pool = {f.name: f.default for f in dataclasses.fields(Settings)}["redis_max_connections"]
+    for value in measured.values():
+        assert value <= host["maxConcurrentRequests"] <= host["maxOutstandingRequests"]
+        assert value <= pool
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("${AZURE_PRINCIPAL_TYPE}", "User"),  # parameters file used without azd
+    ("", "User"),
+    ("User", "User"),
+    ("ServicePrincipal", "ServicePrincipal"),
+    ("Group", "Group"),
+])
+def test_principal_type_of_the_deployer_reaches_every_user_role_assignment(given: str, expected: str) -> None:
+    main = parse(MAIN)
+    entry = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]["principalType"]
+    assert entry == {"value": "${AZURE_PRINCIPAL_TYPE}"}  # azd fills it: User or ServicePrincipal
+    # No @allowed on main.bicep's parameter: the literal placeholder must pass validation...
+    assert decorator(main, "principalType", "allowed") is None
+    # ...and rbac.bicep, which uses it, accepts exactly the three kinds.
+    rbac = parse(MODULES / "rbac.bicep")
+    assert set(decorator(rbac, "userPrincipalType", "allowed")) == {"User", "ServicePrincipal", "Group"}
+    env = {"principalType": given, "principalId": "11111111-2222-3333-4444-555555555555"}
+    assert evaluate(main_passes("rbac.bicep", "userPrincipalType"), main, env) == expected
+    assert evaluate(main_passes("rbac.bicep", "userPrincipalId"), main, env) == env["principalId"]
+    # Every grant to the deploying principal uses that type, none a hard-coded one.
+    user_grants = [unwrap(res["config"]) for res in rbac["resources"].values()
+                   if res["type"] == "Microsoft.Authorization/roleAssignments"
+                   and unwrap(res["config"])["properties"]["principalId"] == "userPrincipalId"]
+    assert len(user_grants) >= 2
+    assert {g["properties"]["principalType"] for g in user_grants} == {"userPrincipalType"}
+
+
+@pytest.mark.parametrize(("kind", "gets_redis"), [("User", True), ("ServicePrincipal", True), ("Group", False),
+                                                   ("${AZURE_PRINCIPAL_TYPE}", True)])
+def test_an_entra_group_gets_no_redis_access_policy_assignment(kind: str, gets_redis: bool) -> None:
+    """Azure Managed Redis access policy assignments do not support Entra groups: for a Group the
+    template skips that one assignment (documented) and still grants the Blob and Key Vault roles."""
+    main, redis = parse(MAIN), parse(MODULES / "redis.bicep")
+    object_id = "11111111-2222-3333-4444-555555555555"
+    env = {"principalType": kind, "principalId": object_id}
+    redis_user = evaluate(main_passes("redis.bicep", "userPrincipalId"), main, env)
+    assert redis_user == (object_id if gets_redis else "")
+    (user_access,) = [res for res in redis["resources"].values()
+                      if res["type"] == "Microsoft.Cache/redisEnterprise/databases/accessPolicyAssignments"
+                      and unwrap(res["config"])["properties"]["user"]["objectId"] == "userPrincipalId"]
+    assert evaluate(user_access["config"]["condition"], redis, {"userPrincipalId": redis_user}) is gets_redis
+    # The Blob and Key Vault grants do not depend on the kind.
+    assert evaluate(main_passes("rbac.bicep", "userPrincipalId"), main, env) == object_id
+    assert "group" in DEPLOY_DOC.read_text().lower() and "access policy" in DEPLOY_DOC.read_text().lower()
+
+
+def knob_row(doc: str, knob: str) -> str:
+    rows = [line for line in doc.splitlines() if line.startswith(f"| `{knob}`")]
+    assert len(rows) == 1, f"docs/deploy.md: expected one table row for {knob}, found {len(rows)}"
+    return rows[0]
+
+
+def test_deploy_doc_numbers_are_the_code_defaults() -> None:
+    """docs/deploy.md's defaults and connection counts, recomputed from core/settings.py and the Bicep."""
+    from core.settings import documented
+
+    defaults = {env: default for env, default, _ in documented()}
+    main = parse(MAIN)
+    doc = DEPLOY_DOC.read_text()
+    pool = defaults["REDIS_MAX_CONNECTIONS"]
+    instances = resolve("maximumInstanceCount", main)
+    always_ready = resolve("alwaysReadyInstances", main)
+    for knob in ("maximumInstanceCount", "alwaysReadyInstances", "pythonThreadpoolThreadCount", "redisSkuName",
+                 "redisHighAvailability", "deployMaps"):
+        value = resolve(knob, main)
+        shown = str(value).lower() if isinstance(value, bool) else str(value)
+        assert f"[**{shown}**]" in knob_row(doc, knob), (knob, value)
+    assert "**2048**" in knob_row(doc, "instanceMemoryMB") and resolve("instanceMemoryMB", main) == 2048
+    # The Bicep sets no REDIS_MAX_CONNECTIONS app setting, so the code default is what runs in Azure.
+    settings, _ = app_settings()
+    assert "REDIS_MAX_CONNECTIONS" not in settings
+    assert f"`REDIS_MAX_CONNECTIONS` ({pool})" in doc
+    assert f"{instances * pool:,}" in doc and f"{(instances + always_ready) * pool:,}" in doc
+    # Per-instance concurrency: the doc shows the same per-memory values as the README and the Bicep.
+    row = knob_row(doc, "httpPerInstanceConcurrency")
+    for memory, value in per_memory_concurrency_in_readme().items():
+        assert f"{memory}: {value}" in row, (memory, value, row)
+    # Python worker threads: the Bicep passes its parameter into the app setting the worker reads.
+    assert settings["PYTHON_THREADPOOL_THREAD_COUNT"]["function"]["parameters"]["value_to_convert"] == \
+        "pythonThreadpoolThreadCount"
+
+
+# Knobs that `azd provision` cannot change back on an existing deployment (each documented and
+# checked against Microsoft's documentation): name -> what the doc must say about it.
+ONE_WAY_KNOBS = {
+    "redisHighAvailability": "Enabled",   # Disabled -> Enabled only (Redis Enterprise cluster API)
+    "vaultPurgeProtection": "true",       # cannot be turned off once on
+    "vaultSoftDeleteRetentionDays": "creation",  # set at vault creation only
+}
+
+
+def test_deploy_doc_names_the_knobs_that_cannot_be_changed_back() -> None:
+    doc = DEPLOY_DOC.read_text()
+    assert "every knob" not in doc.lower()
+    section = doc.split("### Knobs that cannot be changed back", 1)
+    assert len(section) == 2, "docs/deploy.md has a section on the one-way knobs"
+    body = section[1].split("\n## ", 1)[0]
+    params = parse(MAIN)["parameters"]
+    for knob, must_say in ONE_WAY_KNOBS.items():
+        assert knob in params, knob
+        lines = [line for line in body.splitlines() if f"`{knob}`" in line]
+        assert lines and any(must_say in line for line in lines), (knob, lines)
 
 
 # --- app settings ---------------------------------------------------------------------------

@@ -56,9 +56,9 @@ param mapsClientId string = ''
 @description('Instance memory in MB; CPU and network bandwidth are allocated in proportion.')
 param instanceMemoryMB int = 2048
 
-@minValue(1)
+@minValue(40)
 @maxValue(1000)
-@description('Upper bound of the scale-out (cost and Redis connection budget guard).')
+@description('Upper bound of the scale-out, 40-1000 on Flex Consumption (cost and Redis connection budget guard).')
 param maximumInstanceCount int = 40
 
 @minValue(1)
@@ -149,7 +149,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
             // The handlers are async and I/O-bound (Blob, Redis, Claude, Maps): one
             // instance overlaps many requests while CPU work (encoding, scoring) runs
             // on SEARCH_WORKERS threads. The Python default of 1 would scale out one
-            // instance per in-flight request. The README's load benchmark justifies 16.
+            // instance per in-flight request. main.bicep picks the value per instance
+            // size from the README's one-core concurrency sweep.
             perInstanceConcurrency: httpPerInstanceConcurrency
           }
         }

@@ -15,7 +15,7 @@ param skuName string = 'Balanced_B0'
   'Enabled'
   'Disabled'
 ])
-@description('Replication inside the cluster; Disabled halves the price and drops the SLA.')
+@description('Replication inside the cluster; Disabled halves the price and drops the SLA. Chosen at creation: an existing cache can go from Disabled to Enabled, never back.')
 param highAvailability string = 'Enabled'
 
 @allowed([
@@ -34,7 +34,10 @@ param evictionPolicy string = 'AllKeysLRU'
 @description('Object (principal) id of the app\'s managed identity: gets the default data access policy.')
 param appPrincipalId string
 
-@description('Optional object id of a person or pipeline that also gets data access (debugging); empty: none.')
+// Access policy assignments accept users, service principals and managed identities;
+// Microsoft Entra groups are not supported (Microsoft Learn, "Use Microsoft Entra ID for
+// cache authentication", limitations). main.bicep passes '' for a Group deployer.
+@description('Optional object id of a user or service principal (never a group) that also gets data access (debugging); empty: none.')
 param userPrincipalId string = ''
 
 resource cluster 'Microsoft.Cache/redisEnterprise@2025-04-01' = {
