@@ -111,7 +111,8 @@ def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, (TimeoutError, ServiceRequestError, ServiceResponseError, ConnectionError)):
         return True
     if isinstance(exc, HttpResponseError):
-        return exc.status_code in _RETRY_STATUS or exc.status_code is None
+        # No status: a body that broke off, which the SDK's downloader has already retried itself.
+        return exc.status_code in _RETRY_STATUS
     return False
 
 
@@ -331,7 +332,8 @@ class BlobArtifactSource:
         try:
             if size == 0:
                 t = int(self.settings.blob_timeout_s)
-                props = await self._call(name, lambda: blob.get_blob_properties(timeout=t))
+                async with permits:
+                    props = await self._call(name, lambda: blob.get_blob_properties(timeout=t))
                 if props.size != 0:
                     raise ArtifactError(f"{self.describe()}: {name} has {props.size} bytes in Blob, manifest says 0")
             else:
