@@ -23,6 +23,8 @@ What it does:
      hashes in order while the chunks arrive (its ``write`` runs on the event loop).
    - ``ranged:M:C``: ``BlobArtifactSource.fetch`` as shipped: our own ranged GETs
      of M MB, C in flight across files, sha256 in order in a thread while streaming.
+   - ``raw:M:C``: the same windowing and hashing, each range a bare aiohttp GET with
+     a container SAS instead of the SDK's pipeline (measures the SDK's own cost).
 3. Prints per variant the median MB/s over the rounds, the child's peak RSS, and the
    CPU seconds the client and Azurite spent. On loopback there is no network:
    the figure is how fast Azurite (Node, one event loop) can serve and this
@@ -188,6 +190,48 @@ async def ranged(settings: Settings, container: str, chunk_mb: float, concurrenc
         await src.close()
 
 
+class _RawRangedSource(BlobArtifactSource):
+    """Same windowing and hashing as ``ranged``, but each range a bare aiohttp GET with a SAS (no SDK pipeline)."""
+
+    def __init__(self, *args: Any, conn: str, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        from datetime import datetime, timedelta, timezone
+
+        import aiohttp
+        from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+        parts = dict(p.split("=", 1) for p in conn.strip(";").split(";"))
+        sas = generate_container_sas(parts["AccountName"], self.container, account_key=parts["AccountKey"],
+                                     permission=ContainerSasPermissions(read=True),
+                                     expiry=datetime.now(timezone.utc) + timedelta(hours=1))
+        self._base, self._sas = f"{parts['BlobEndpoint'].rstrip('/')}/{self.container}", sas
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.settings.blob_timeout_s))
+
+    async def _range(self, blob: Any, name: str, offset: int, length: int, size: int) -> bytes:
+        headers = {"x-ms-range": f"bytes={offset}-{offset + length - 1}", "x-ms-version": "2025-01-05"}
+        async with asyncio.timeout(self.settings.blob_timeout_s):
+            async with self._session.get(f"{self._base}/{name}?{self._sas}", headers=headers) as resp:
+                resp.raise_for_status()
+                data = await resp.read()
+                total = int(resp.headers["Content-Range"].rpartition("/")[2])
+        if total != size or len(data) != length:
+            raise RuntimeError(f"{name}: {total} bytes in Blob, {len(data)} read")
+        return data
+
+    async def close(self) -> None:
+        await self._session.close()
+        await super().close()
+
+
+async def raw_ranged(settings: Settings, container: str, chunk_mb: float, concurrency: int) -> Path:
+    src = _RawRangedSource(settings, container, kind=KIND, format_version=1, conn=settings.blob_connection_string,
+                           chunk_bytes=int(chunk_mb * MB), max_concurrency=concurrency)
+    try:
+        return await src.fetch(await src.latest())
+    finally:
+        await src.close()
+
+
 async def child(variant: str, conn: str, container: str, cache: str) -> dict[str, Any]:
     settings = Settings.from_env({"BLOB_CONNECTION_STRING": conn, "LOCAL_CACHE_DIR": cache, "BLOB_TIMEOUT_S": "30"})
     name, *params = variant.split(":")
@@ -200,6 +244,8 @@ async def child(variant: str, conn: str, container: str, cache: str) -> dict[str
         final = await sdk_parallel(settings, container, int(params[0]))
     elif name == "ranged":
         final = await ranged(settings, container, float(params[0]), int(params[1]))
+    elif name == "raw":
+        final = await raw_ranged(settings, container, float(params[0]), int(params[1]))
     else:
         raise SystemExit(f"unknown variant {variant!r}")
     seconds = time.perf_counter() - t0
