@@ -110,8 +110,8 @@ def publish_artifact(settings: Settings, artifact_dir: Path, container: str, *, 
 
 
 # ----------------------------------------------------------------------------------- fetch
-CHUNK_BYTES = 4 << 20       # one ranged GET; measured in bench/bench_blob.py
-MAX_CONCURRENCY = 8         # ranged GETs in flight across all files of a version (= chunk buffers held)
+CHUNK_BYTES = 8 << 20       # one ranged GET; measured in bench/bench_blob.py (README "Measured")
+MAX_CONCURRENCY = 4         # ranged GETs in flight across all files of a version (= chunk buffers held)
 MAX_FILES = 4               # files downloading at once
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _RANGE_ATTEMPTS = 3
