@@ -153,7 +153,9 @@ class _Download:
 
     async def drain(self) -> None:
         if self._pending:
-            await asyncio.wait(set(self._pending))
+            done, _ = await asyncio.wait(set(self._pending))
+            for fut in done:  # already reported through the awaiting task, or moot after a cancellation
+                fut.cancelled() or fut.exception()
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
