@@ -157,7 +157,7 @@ async def test_openapi_document_is_served_and_checked_in(runtime):
     assert res.status_code == 200
     served = payload(res)
     assert served == json.loads((PROJECT_ROOT / "openapi.json").read_text())
-    assert set(served["paths"]) == {"/search", "/ads", "/health"}
+    assert set(served["paths"]) == {"/search", "/ads", "/health", "/openapi.json"}
 
 
 def test_import_never_raises_on_bad_configuration():
