@@ -108,25 +108,49 @@ async def handle(name: str, req: Request, runtime: Any, endpoint: Endpoint) -> R
     the answer is a JSON body with ``X-Request-Id`` and ``X-Process-Time``."""
     t0 = time.perf_counter()
     rid = _request_id(req)
-    status, headers, body = 500, {}, _FALLBACK
+    status, headers, body, payload = 500, {}, _FALLBACK, None
     try:
         status, payload, headers = await _run(name, rid, req, runtime, endpoint)
         body = payload if isinstance(payload, bytes) else dumps(payload)
-    except BaseException as exc:  # noqa: BLE001 - the last line of defence; cancellation is re-raised
-        if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
-            raise
-        try:
-            log.exception("%s %s: the response could not be written", name, rid)
-        except Exception:  # noqa: BLE001 - a failing log handler must not turn into a bare 500
-            pass
-        status, headers = 500, {}
-        body = dumps({"error": {"code": "internal_error",
-                                "message": f"unexpected error; quote request id {rid}"}})
+    except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+        raise
+    except BaseException:  # noqa: BLE001 - the last line of defence: whatever failed, a JSON error goes out
+        body, status, headers = _fallback(name, rid, status, payload, headers)
     headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
     headers["Content-Type"] = JSON
     headers["X-Request-Id"] = rid
     headers["X-Process-Time"] = f"{(time.perf_counter() - t0) * 1000:.2f}ms"
     return Response(status, body, headers)
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with every string made encodable (a lone surrogate becomes ``\\udXXX`` text)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_scrub(str(k)): _scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value if value is None or isinstance(value, (bool, int, float)) else _scrub(repr(value))
+
+
+def _fallback(name: str, rid: str, status: int, payload: Any, headers: dict) -> tuple[bytes, int, dict]:
+    """The answer when writing the response failed: an error keeps its status with its text made safe;
+    anything else is a 500. Never raises."""
+    try:
+        log.exception("%s %s: the response could not be written", name, rid)
+    except Exception:  # noqa: BLE001 - a failing log handler must not turn into a bare 500
+        pass
+    try:
+        if status >= 400 and isinstance(payload, dict) and "error" in payload:
+            return dumps(_scrub(payload)), status, dict(headers)
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        return dumps({"error": {"code": "internal_error",
+                                "message": f"unexpected error; quote request id {rid}"}}), 500, {}
+    except Exception:  # noqa: BLE001
+        return _FALLBACK, 500, {}
 
 
 async def _run(name: str, rid: str, req: Request, runtime: Any, endpoint: Endpoint) -> tuple[int, Any, dict]:
