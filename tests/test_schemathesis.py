@@ -37,6 +37,8 @@ SEED = os.environ.get("SCHEMATHESIS_SEED", "20261201")
 EXCLUDED_CHECKS: tuple[str, ...] = ()
 OPERATIONS = {"POST /search", "GET /search", "POST /ads", "GET /health"}
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+# Time allowed for one run: ~1 s per example and operation on 2 busy cores, plus the coverage phase.
+RUN_TIMEOUT_S = 240 + 3 * MAX_EXAMPLES
 
 
 def _wait_warm(url: str, proc: subprocess.Popen, timeout: float) -> None:
@@ -83,7 +85,7 @@ def _run(base: str, mode: str, report_dir: Path) -> tuple[subprocess.CompletedPr
            "--report", "ndjson", "--report-dir", str(report_dir)]
     if EXCLUDED_CHECKS:
         cmd += ["--exclude-checks", ",".join(EXCLUDED_CHECKS)]
-    out = subprocess.run(cmd, cwd=report_dir, capture_output=True, text=True, timeout=900)
+    out = subprocess.run(cmd, cwd=report_dir, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     events = [json.loads(line) for f in report_dir.glob("*.ndjson") for line in f.read_text().splitlines()]
     return out, events
 
@@ -104,6 +106,7 @@ def _tally(events: list[dict]) -> dict[str, collections.Counter]:
     return tally
 
 
+@pytest.mark.timeout(RUN_TIMEOUT_S + 300)  # the local host's start (index, catalog, city table) included
 @pytest.mark.parametrize("mode", MODES)
 def test_schemathesis_finds_no_failure(local_host, tmp_path, mode):
     report_dir = tmp_path / f"report-{mode}"
