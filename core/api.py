@@ -10,7 +10,7 @@ per-request deadline.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import time
 import uuid
@@ -57,7 +57,9 @@ def dumps(payload: Any) -> bytes:
 def parse_json(req: Request, max_bytes: int) -> Any:
     """Body limits in the order a client needs them: size, type, encoding, syntax."""
     declared = req.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes or len(req.body) > max_bytes:
+    too_long = bool(declared) and declared.isascii() and declared.isdigit() and (
+        len(declared) > 18 or int(declared) > max_bytes)
+    if too_long or len(req.body) > max_bytes:
         raise payload_too_large(max_bytes)
     ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != JSON and not (ctype.startswith("application/") and ctype.endswith("+json")):
@@ -65,47 +67,112 @@ def parse_json(req: Request, max_bytes: int) -> Any:
     if not req.body:
         raise bad_request("the request body is empty; send a JSON object", "invalid_body")
     try:
-        text = req.body.decode("utf-8")
+        req.body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise bad_request(f"the body is not valid UTF-8 (byte {exc.start})", "invalid_encoding") from exc
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-        raise bad_request(f"the body is not valid JSON: {msg}", "invalid_json") from exc
+        # orjson is strict RFC 8259: no NaN/Infinity, no number beyond the float range (1e400, or an integer
+        # literal too long for one), no lone surrogate escape, at most 1024 levels of nesting.
+        return orjson.loads(req.body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"the body is not valid JSON: {_json_reason(exc)}", "invalid_json") from None
+
+
+def _json_reason(exc: orjson.JSONDecodeError) -> str:
+    msg = exc.msg
+    if "surrogate" in msg:
+        msg += " (a \\uD800-\\uDFFF escape must be half of a pair: text must be Unicode characters)"
+    elif "infinity" in msg:
+        msg += " (NaN, Infinity and numbers beyond about 1.8e308 are not accepted)"
+    return f"{msg} at line {exc.lineno}, column {exc.colno}"
 
 
 Endpoint = Callable[[Request, Any, Deadline], Awaitable[Any]]
 
 
+_FALLBACK = b'{"error":{"code":"internal_error","message":"unexpected error while writing the response"}}'
+
+
+def _request_id(req: Request) -> str:
+    """The client's X-Request-Id when it is 1-64 visible ASCII characters (safe in a header), else a new one."""
+    rid = req.headers.get("x-request-id", "")
+    if 0 < len(rid) <= 64 and rid.isascii() and rid.isprintable() and " " not in rid:
+        return rid
+    return uuid.uuid4().hex
+
+
 async def handle(name: str, req: Request, runtime: Any, endpoint: Endpoint) -> Response:
-    """Run one endpoint with a deadline and map every outcome to a JSON response."""
+    """Run one endpoint with a deadline and map every outcome to a JSON response.
+
+    The error path cannot fail: whatever the endpoint does, and even if serialising its answer fails,
+    the answer is a JSON body with ``X-Request-Id`` and ``X-Process-Time``."""
     t0 = time.perf_counter()
-    rid = req.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
-    status, headers = 200, {}
+    rid = _request_id(req)
+    status, headers, body, payload = 500, {}, _FALLBACK, None
+    try:
+        status, payload, headers = await _run(name, rid, req, runtime, endpoint)
+        body = payload if isinstance(payload, bytes) else dumps(payload)
+    except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+        raise
+    except BaseException:  # noqa: BLE001 - the last line of defence: whatever failed, a JSON error goes out
+        body, status, headers = _fallback(name, rid, status, payload, headers)
+    headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+    headers["Content-Type"] = JSON
+    headers["X-Request-Id"] = rid
+    headers["X-Process-Time"] = f"{(time.perf_counter() - t0) * 1000:.2f}ms"
+    return Response(status, body, headers)
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with every string made encodable (a lone surrogate becomes ``\\udXXX`` text)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_scrub(str(k)): _scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value if value is None or isinstance(value, (bool, int, float)) else _scrub(repr(value))
+
+
+def _fallback(name: str, rid: str, status: int, payload: Any, headers: dict) -> tuple[bytes, int, dict]:
+    """The answer when writing the response failed: an error keeps its status with its text made safe;
+    anything else is a 500. Never raises."""
+    try:
+        log.exception("%s %s: the response could not be written", name, rid)
+    except Exception:  # noqa: BLE001 - a failing log handler must not turn into a bare 500
+        pass
+    try:
+        if status >= 400 and isinstance(payload, dict) and "error" in payload:
+            return dumps(_scrub(payload)), status, dict(headers)
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        return dumps({"error": {"code": "internal_error",
+                                "message": f"unexpected error; quote request id {rid}"}}), 500, {}
+    except Exception:  # noqa: BLE001
+        return _FALLBACK, 500, {}
+
+
+async def _run(name: str, rid: str, req: Request, runtime: Any, endpoint: Endpoint) -> tuple[int, Any, dict]:
     try:
         runtime.ensure_warming()
         deadline = Deadline(runtime.settings.request_deadline_s)
         payload = await endpoint(req, runtime, deadline)
         if isinstance(payload, tuple):
-            status, payload = payload
+            return payload[0], payload[1], {}
+        return 200, payload, {}
     except ApiError as exc:
-        status, payload, headers = exc.status, exc.body(), dict(exc.headers)
-        if status >= 500:
-            log.warning("%s %s -> %d %s: %s", name, rid, status, exc.code, exc.message)
+        if exc.status >= 500:
+            log.warning("%s %s -> %d %s: %s", name, rid, exc.status, exc.code, exc.message)
+        return exc.status, exc.body(), dict(exc.headers)
     except DeadlineExceeded:
-        status, payload = 504, {"error": {"code": "deadline_exceeded",
-                                          "message": "the request did not finish within its deadline"}}
         log.warning("%s %s -> 504 deadline exceeded", name, rid)
-    except Exception:  # the last line of defence: never a bare 500
+        return 504, {"error": {"code": "deadline_exceeded",
+                               "message": "the request did not finish within its deadline"}}, {}
+    except Exception:  # never a bare 500
         log.exception("%s %s failed", name, rid)
-        status, payload = 500, {"error": {"code": "internal_error",
-                                          "message": f"unexpected error; quote request id {rid}"}}
-    body = payload if isinstance(payload, bytes) else dumps(payload)
-    headers.setdefault("Content-Type", JSON)
-    headers["X-Request-Id"] = rid
-    headers["X-Process-Time"] = f"{(time.perf_counter() - t0) * 1000:.2f}ms"
-    return Response(status, body, headers)
+        return 500, {"error": {"code": "internal_error",
+                               "message": f"unexpected error; quote request id {rid}"}}, {}
 
 
 # ------------------------------------------------------------------ endpoints

@@ -23,6 +23,11 @@ def post(route: str, body, content_type="application/json", headers=None) -> fun
                             headers={"Content-Type": content_type, **(headers or {})})
 
 
+async def loaded(runtime):
+    """Wait for the index: on a busy machine its first load can outlast one request's deadline (a 503)."""
+    await runtime.index.get(wait_s=180)
+
+
 def payload(res: func.HttpResponse):
     return json.loads(res.get_body())
 
@@ -36,6 +41,7 @@ def test_routes_methods_and_auth_levels():
 
 
 async def test_search_returns_ranked_results_with_headers(runtime):
+    await loaded(runtime)
     res = await function_app.search(post("search", {"query": "how do I reset my password", "top_k": 3}))
     assert res.status_code == 200, res.get_body()
     body = payload(res)
@@ -49,17 +55,20 @@ async def test_search_returns_ranked_results_with_headers(runtime):
 
 
 async def test_request_id_is_propagated(runtime):
+    await loaded(runtime)
     res = await function_app.search(post("search", {"query": "x"}, headers={"X-Request-Id": "abc-123"}))
     assert res.headers["X-Request-Id"] == "abc-123"
 
 
 async def test_get_search_for_quick_tries(runtime):
+    await loaded(runtime)
     req = func.HttpRequest("GET", "http://localhost/api/search", params={"q": "password", "top_k": "2"}, body=b"")
     res = await function_app.search(req)
     assert res.status_code == 200 and len(payload(res)["results"]) <= 2
 
 
 async def test_second_identical_search_is_cached_in_redis(runtime):
+    await loaded(runtime)
     q = {"query": "  Password   RESET ", "top_k": 4}
     first = payload(await function_app.search(post("search", q)))
     second = payload(await function_app.search(post("search", {"query": "password reset", "top_k": 4})))
@@ -74,6 +83,7 @@ async def test_results_survive_redis_being_unreachable(make_runtime, sample_bund
     from tests.fixtures.services import free_port
 
     rt = await make_runtime(app_settings(sample_bundle, f"redis://127.0.0.1:{free_port()}/0", tmp_path))
+    await loaded(rt)
     for _ in range(3):
         res = await function_app.search(post("search", {"query": "wifi router"}))
         assert res.status_code == 200
@@ -115,13 +125,14 @@ async def test_wrong_content_type_is_415_and_oversized_body_413(runtime):
 
 
 async def test_filters_restrict_results(runtime):
+    await loaded(runtime)
     res = await function_app.search(post("search", {"query": "help", "top_k": 20, "filters": {"category": "tech"}}))
     results = payload(res)["results"]
     assert results and all(r["metadata"]["category"] == "tech" for r in results)
 
 
 async def test_health_reports_ready_index_and_cache(runtime):
-    await runtime.index.get()
+    await loaded(runtime)
     res = await function_app.health(func.HttpRequest("GET", "http://localhost/api/health", body=b""))
     body = payload(res)
     assert res.status_code == 200 and body["status"] == "ok"
@@ -157,7 +168,7 @@ async def test_openapi_document_is_served_and_checked_in(runtime):
     assert res.status_code == 200
     served = payload(res)
     assert served == json.loads((PROJECT_ROOT / "openapi.json").read_text())
-    assert set(served["paths"]) == {"/search", "/ads", "/health"}
+    assert set(served["paths"]) == {"/search", "/ads", "/health", "/openapi.json"}
 
 
 def test_import_never_raises_on_bad_configuration():

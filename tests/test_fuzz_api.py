@@ -41,6 +41,17 @@ ads_bodies = st.one_of(
                             if c else [{"role": "user", "content": "y" * n * 100}]},
               st.integers(0, 60), st.booleans()),
 )
+# JSON that json.dumps never writes: lone surrogate escapes, non-standard numbers, integers over Python's
+# 4,300-digit int-string limit, each spliced into an otherwise valid body (issue 11, items 1-3 and 6).
+_ODD_VALUES = [r'"\ud800"', r'"x\udfff"', r'"\udc00\ud800"', "NaN", "Infinity", "-Infinity", "1e400", "-1e999",
+               "9" * 4301, "-" + "1" * 5000, "18446744073709551616", '"\u0000"', '"\u200b"', '"\u001e"']
+_ODD_BODIES = ['{"query": %s}', '{"query": "x", "top_k": %s}', '{"query": "x", "filters": {"k": %s}}',
+               '{"query": "x", %s: 1}', '{"query": "x", "answer": %s}',
+               '{"thread_name": %s, "conversation": [{"role": "user", "content": "hi"}]}',
+               '{"thread_name": "t", "conversation": [{"role": "user", "content": %s}]}',
+               '{"thread_name": "t", %s: 1, "conversation": [{"role": "user", "content": "hi"}]}']
+odd_json = st.builds(lambda body, value: (body % value).encode(), st.sampled_from(_ODD_BODIES),
+                     st.sampled_from(_ODD_VALUES))
 content_types = st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain", "",
                                  "application/x-www-form-urlencoded", "application/problem+json"])
 
@@ -51,6 +62,7 @@ def _encode(body, raw: bytes | None) -> bytes:
 
 def _check(res: func.HttpResponse) -> None:
     assert res.status_code < 500 or res.status_code in (503, 504), (res.status_code, res.get_body()[:300])
+    assert res.headers["Content-Type"] == "application/json" and res.headers["X-Request-Id"]
     payload = json.loads(res.get_body())
     if res.status_code >= 400:
         err = payload["error"]
@@ -58,7 +70,7 @@ def _check(res: func.HttpResponse) -> None:
 
 
 @FUZZ
-@given(body=search_bodies, raw=st.none() | st.binary(max_size=200), ctype=content_types)
+@given(body=search_bodies, raw=st.none() | st.binary(max_size=200) | odd_json, ctype=content_types)
 async def test_search_never_5xx_and_errors_are_json(runtime, body, raw, ctype):
     req = func.HttpRequest("POST", "http://localhost/api/search", headers={"Content-Type": ctype},
                            body=_encode(body, raw))
@@ -68,7 +80,7 @@ async def test_search_never_5xx_and_errors_are_json(runtime, body, raw, ctype):
 
 
 @FUZZ
-@given(body=ads_bodies, raw=st.none() | st.binary(max_size=200), ctype=content_types)
+@given(body=ads_bodies, raw=st.none() | st.binary(max_size=200) | odd_json, ctype=content_types)
 async def test_ads_never_5xx_and_errors_are_json(runtime, body, raw, ctype):
     req = func.HttpRequest("POST", "http://localhost/api/ads", headers={"Content-Type": ctype},
                            body=_encode(body, raw))
@@ -81,7 +93,9 @@ async def test_ads_never_5xx_and_errors_are_json(runtime, body, raw, ctype):
 
 @settings(max_examples=300, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(params=st.dictionaries(st.sampled_from(["q", "query", "top_k", "answer", "x"]), st.text(max_size=30),
+@given(params=st.dictionaries(st.sampled_from(["q", "query", "top_k", "answer", "x"]),
+                              st.text(max_size=30)
+                              | st.sampled_from(["\u00b2", "\u2460", "\u0665", "\ud800", "9" * 5000]),
                               max_size=4))
 async def test_search_get_never_5xx(runtime, params):
     req = func.HttpRequest("GET", "http://localhost/api/search", params=params, body=b"")

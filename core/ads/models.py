@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from core.contract import check_scalar_text, has_visible
 from core.errors import ApiError
 
 MAX_TURNS = 50
@@ -46,13 +47,14 @@ def parse_ads_request(body: Any) -> AdsRequest:
     """Check a decoded JSON body; raise ``ApiError(400, code, ...)`` naming the first problem.
 
     Codes: invalid_body, unknown_field, missing_field, invalid_type, invalid_thread_name,
-    empty_conversation, too_many_turns, unknown_role, empty_content, conversation_too_long.
+    empty_conversation, too_many_turns, unknown_role, empty_content, conversation_too_long, invalid_text.
     """
     if not isinstance(body, dict):
         raise _bad("invalid_body", "the request body must be a JSON object")
     unknown = sorted(set(body) - _REQUEST_FIELDS)
     if unknown:
-        raise _bad("unknown_field", f"unknown field(s): {', '.join(unknown)}")
+        shown = ", ".join(repr(k[:40]) for k in unknown[:5])
+        raise _bad("unknown_field", f"unknown field(s): {shown}; the fields are thread_name, conversation")
     for name in ("thread_name", "conversation"):
         if name not in body:
             raise _bad("missing_field", f"'{name}' is required")
@@ -60,8 +62,10 @@ def parse_ads_request(body: Any) -> AdsRequest:
     thread = body["thread_name"]
     if not isinstance(thread, str):
         raise _bad("invalid_type", "'thread_name' must be a string")
-    if not 1 <= len(thread) <= MAX_THREAD_NAME or not thread.strip():
-        raise _bad("invalid_thread_name", f"'thread_name' must have 1 to {MAX_THREAD_NAME} characters")
+    if not 1 <= len(thread) <= MAX_THREAD_NAME or not has_visible(thread):
+        raise _bad("invalid_thread_name", f"'thread_name' must have 1 to {MAX_THREAD_NAME} characters, "
+                                          "not all white space")
+    check_scalar_text(thread, "'thread_name'")
 
     conversation = body["conversation"]
     if not isinstance(conversation, list):
@@ -79,7 +83,8 @@ def parse_ads_request(body: Any) -> AdsRequest:
             raise _bad("invalid_type", f"{where} must be an object with 'role' and 'content'")
         extra = sorted(set(turn) - _TURN_FIELDS)
         if extra:
-            raise _bad("unknown_field", f"{where}: unknown field(s): {', '.join(extra)}")
+            shown = ", ".join(repr(k[:40]) for k in extra[:5])
+            raise _bad("unknown_field", f"{where}: unknown field(s): {shown}; a turn has role and content")
         for name in ("role", "content"):
             if name not in turn:
                 raise _bad("missing_field", f"{where}: '{name}' is required")
@@ -90,8 +95,9 @@ def parse_ads_request(body: Any) -> AdsRequest:
             raise _bad("unknown_role", f"{where}.role {role[:40]!r} is not one of {', '.join(ROLES)}")
         if not isinstance(content, str):
             raise _bad("invalid_type", f"{where}.content must be a string")
-        if not content.strip():
-            raise _bad("empty_content", f"{where}.content is empty")
+        if not has_visible(content):
+            raise _bad("empty_content", f"{where}.content is empty or only white space")
+        check_scalar_text(content, f"{where}.content")
         total += len(content)
         if total > MAX_TOTAL_CHARS:
             raise _bad("conversation_too_long",

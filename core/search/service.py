@@ -16,6 +16,7 @@ from core.adapters.cache import Cache
 from core.deadline import Deadline
 from core.holder import ArtifactHolder
 from core.search.models import SearchRequest
+from core.search.text import DEFAULT_TOKENIZER, TextTokenizer
 from core.settings import Settings
 from core.singleflight import SingleFlight
 from core.telemetry import span
@@ -26,8 +27,24 @@ CACHE_PREFIX = "search:v1:"
 AnswerFn = Callable[[str, list, Deadline], Awaitable[dict[str, Any]]]
 
 
+# Why a query returns no results without being searched (``no_results_reason``).
+NO_LETTERS_OR_DIGITS = "no_letters_or_digits"  # only punctuation, symbols, zero-width or control characters
+ONLY_STOP_WORDS = "only_stop_words"  # letters, but every word is a stop-word ("the", "of it")
+
+
 def normalise_query(query: str) -> str:
     return " ".join(query.casefold().split())
+
+
+def unsearchable_reason(query: str, tokenizer: TextTokenizer = DEFAULT_TOKENIZER) -> str | None:
+    """Why ``query`` has no searchable term, or None when it has one.
+
+    A query with no BM25 term after tokenising (the index's own tokenizer: words of letters or digits, minus
+    stop-words) would still get a dense vector, whose nearest passages are noise with a confident-looking
+    score; such a query returns no results instead, and says why."""
+    if tokenizer(query):
+        return None
+    return ONLY_STOP_WORDS if any(c.isalnum() for c in query) else NO_LETTERS_OR_DIGITS
 
 
 class SearchService:
@@ -39,6 +56,18 @@ class SearchService:
         self.executor = executor
         self.answer_fn = answer_fn
         self.flight = SingleFlight()
+        self._tokenizer_of: tuple[str, TextTokenizer] | None = None
+
+    def _tokenizer(self, index: Any) -> TextTokenizer:
+        """The index's own BM25 tokenizer (from its manifest), made once per index version."""
+        cached = self._tokenizer_of
+        if cached is None or cached[0] != index.version:
+            try:
+                tokenizer = TextTokenizer.from_settings(index.manifest["bm25"]["tokenizer"])
+            except (AttributeError, KeyError, TypeError, ValueError):
+                tokenizer = DEFAULT_TOKENIZER
+            cached = self._tokenizer_of = (index.version, tokenizer)
+        return cached[1]
 
     def cache_key(self, req: SearchRequest, version: str) -> str:
         s = self.settings
@@ -50,6 +79,13 @@ class SearchService:
     async def search(self, req: SearchRequest, deadline: Deadline) -> dict[str, Any]:
         t0 = time.perf_counter()
         index = await self.index.get(wait_s=deadline.cap(self.index.wait_s))
+        reason = unsearchable_reason(req.query, self._tokenizer(index))
+        if reason is not None:
+            payload: dict[str, Any] = {"query": req.query, "results": [], "index_version": index.version,
+                                       "fusion": self.settings.fusion_method, "no_results_reason": reason}
+            if req.answer:
+                payload["answer"] = None
+            return {**payload, "cached": False, "took_ms": round((time.perf_counter() - t0) * 1000, 2)}
         key = self.cache_key(req, index.version)
         payload = self.cache.get_local(key)
         cached = payload is not None
@@ -57,7 +93,10 @@ class SearchService:
             # Identical concurrent requests share one Redis lookup and, on a miss, one computation.
             payload, cached = await self.flight.run(key, lambda: self._lookup_or_compute(req, index, key, deadline),
                                                     deadline)
-        return {**payload, "cached": cached, "took_ms": round((time.perf_counter() - t0) * 1000, 2)}
+        # A cache hit (or a shared computation) answers for every query that normalises alike: each response
+        # echoes its own request's query, never the text of the request that filled the cache.
+        return {**payload, "query": req.query, "cached": cached,
+                "took_ms": round((time.perf_counter() - t0) * 1000, 2)}
 
     async def _lookup_or_compute(self, req: SearchRequest, index: Any, key: str,
                                  deadline: Deadline) -> tuple[dict[str, Any], bool]:
