@@ -29,10 +29,21 @@ class BM25Index:
     @classmethod
     def build(cls, texts: list[str], tokenizer: TextTokenizer, *, k1: float = K1, b: float = B,
               progress: bool = False) -> "BM25Index":
+
+        return cls.build_from_tokens([tokenizer(t) for t in texts], tokenizer, k1=k1, b=b, progress=progress)
+
+    @classmethod
+    def build_from_tokens(cls, tokens: list[list[str]], tokenizer: TextTokenizer, *, k1: float = K1, b: float = B,
+                          progress: bool = False) -> "BM25Index":
+        """Index pre-tokenised passages. Term ids follow the sorted vocabulary, so the
+        files are byte-identical across runs (bm25s' own ``index`` numbers terms in the
+        iteration order of a Python set, which depends on ``PYTHONHASHSEED``)."""
         import bm25s
 
+        vocab = {t: i for i, t in enumerate(sorted({t for doc in tokens for t in doc}))}
+        ids = [[vocab[t] for t in doc] for doc in tokens]
         retriever = bm25s.BM25(method=METHOD, k1=k1, b=b)
-        retriever.index([tokenizer(t) for t in texts], show_progress=progress)
+        retriever.index((ids, vocab), show_progress=progress)
         return cls(retriever, tokenizer)
 
     def save(self, directory: Path) -> None:

@@ -244,3 +244,116 @@ def open_bundle(root: Path, *, deep_verify: bool = True) -> BundleParts:
         raise ArtifactError(f"{root}: unreadable bundle ({type(exc).__name__}: {exc})") from exc
     return BundleParts(manifest, documents, passages, root / EMBEDDINGS, root / BM25_DIR, root / ENCODER_DIR)
 
+
+
+# ------------------------------------------------------------------------- streaming writer
+ANN_THRESHOLD = 200_000   # default: bundles with more passages than this get an HNSW index
+DENSE_KINDS = ("auto", "exact", "hnsw")
+
+
+class BundleWriter:
+    """Streams documents and passages into a bundle folder; ``finish`` writes the indexes.
+
+    The builder (``core.search.build``) calls, in order::
+
+        w = BundleWriter(root, dim=384)
+        for doc in documents:
+            w.add_document(id=..., title=..., url=..., metadata={...},
+                           passages=[(heading, text), ...], index_texts=[...])
+        vectors = embed(w.index_texts)            # float32 (passage_count, dim), may be a memmap
+        fields = w.finish(vectors)                # -> doc_count, passage_count, bm25, dense, chunking, ...
+        copy the encoder into root / ENCODER_DIR, then write_manifest(root, ..., **fields, encoder=...)
+
+    Documents and passages go to files as they arrive; only the index texts (needed to
+    embed) and the BM25 token ids stay in memory.
+    """
+
+    def __init__(self, root: Path, *, dim: int, dense: str = "auto", ann_threshold: int = ANN_THRESHOLD,
+                 tokenizer=None, chunking: dict | None = None) -> None:
+        from core.search.text import DEFAULT_TOKENIZER
+
+        if dense not in DENSE_KINDS:
+            raise ValueError(f"dense must be one of {', '.join(DENSE_KINDS)}")
+        if int(dim) < 1 or int(ann_threshold) < 0:
+            raise ValueError("dim must be positive and ann_threshold >= 0")
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.dim = int(dim)
+        self.dense = dense
+        self.ann_threshold = int(ann_threshold)
+        self.tokenizer = tokenizer or DEFAULT_TOKENIZER
+        self.chunking = dict(chunking) if chunking is not None else {
+            "max_words": MAX_WORDS, "overlap": OVERLAP, "indexed_text": "title, heading, passage joined by newlines"}
+        self._docs = open(self.root / DOCUMENTS, "w", encoding="utf-8")
+        self._passages = open(self.root / PASSAGES, "wb")
+        self._offsets: list[int] = [0]
+        self._pos = 0
+        self._texts: list[str] = []
+        self._tokens: list[list[str]] = []
+        self._ids: set[str] = set()
+        self._doc_count = 0
+        self._finished = False
+
+    def add_document(self, *, id: str, title: str, url: str, metadata: dict,
+                     passages: list[tuple[str, str]], index_texts: list[str]) -> None:
+        if self._finished:
+            raise RuntimeError("finish() was called")
+        if not isinstance(id, str) or not id.strip():
+            raise DocumentError("a document id must be a non-empty string")
+        if id in self._ids:
+            raise DocumentError(f"duplicate document id {id!r}")
+        if not passages or len(passages) != len(index_texts):
+            raise DocumentError(f"document {id!r}: needs passages, and one index text per passage")
+        if not isinstance(metadata, dict):
+            raise DocumentError(f"document {id!r}: metadata must be a dict")
+        self._ids.add(id)
+        start = len(self._texts)
+        rec = {"id": id, "title": title or "", "url": url or "", "metadata": metadata,
+               "passages": [start, len(passages)]}
+        self._docs.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        for n, ((heading, text), itext) in enumerate(zip(passages, index_texts)):
+            line = (json.dumps({"doc": id, "n": n, "heading": heading or "", "text": text},
+                               ensure_ascii=False) + "\n").encode("utf-8")
+            self._passages.write(line)
+            self._pos += len(line)
+            self._offsets.append(self._pos)
+            self._texts.append(itext)
+            self._tokens.append(self.tokenizer(itext))
+        self._doc_count += 1
+
+    @property
+    def index_texts(self) -> list[str]:
+        return self._texts
+
+    @property
+    def passage_count(self) -> int:
+        return len(self._texts)
+
+    def dense_kind(self) -> str:
+        if self.dense != "auto":
+            return self.dense
+        return "hnsw" if self.passage_count > self.ann_threshold else "exact"
+
+    def finish(self, vectors: np.ndarray) -> dict[str, Any]:
+        from core.search.bm25 import BM25Index
+        from core.search.dense import DenseIndex
+
+        if self._finished:
+            raise RuntimeError("finish() was called twice")
+        if self._doc_count == 0:
+            raise DocumentError("no documents")
+        n = self.passage_count
+        if vectors.shape != (n, self.dim):
+            raise ValueError(f"vectors are {vectors.shape}, expected ({n}, {self.dim})")
+        self._docs.close()
+        self._passages.close()
+        np.save(self.root / PASSAGE_OFFSETS, np.asarray(self._offsets, dtype=np.int64), allow_pickle=False)
+        bm25 = BM25Index.build_from_tokens(self._tokens, self.tokenizer)
+        self._tokens = []
+        bm25.save(self.root / BM25_DIR)
+        DenseIndex.save(self.root / EMBEDDINGS, vectors)
+        self._finished = True
+        return {"doc_count": self._doc_count, "passage_count": n, "bm25": bm25.settings(),
+                "dense": {"kind": "exact", "threshold": self.ann_threshold, "requested": self.dense},
+                "chunking": self.chunking,
+                "embeddings": {"dtype": "float32", "shape": [n, self.dim], "normalized": True}}
