@@ -1,0 +1,1 @@
+"""Ingestion: sources -> converters -> SourceDocuments (see docs/builder.md, docs/ingest.md)."""
