@@ -35,16 +35,10 @@ class BM25Index:
     @classmethod
     def build_from_tokens(cls, tokens: list[list[str]], tokenizer: TextTokenizer, *, k1: float = K1, b: float = B,
                           progress: bool = False) -> "BM25Index":
-        """Index pre-tokenised passages. Term ids follow the sorted vocabulary, so the
-        files are byte-identical across runs (bm25s' own ``index`` numbers terms in the
-        iteration order of a Python set, which depends on ``PYTHONHASHSEED``)."""
-        import bm25s
-
-        vocab = {t: i for i, t in enumerate(sorted({t for doc in tokens for t in doc}))}
-        ids = [[vocab[t] for t in doc] for doc in tokens]
-        retriever = bm25s.BM25(method=METHOD, k1=k1, b=b)
-        retriever.index((ids, vocab), show_progress=progress)
-        return cls(retriever, tokenizer)
+        acc = TokenAccumulator()
+        for doc in tokens:
+            acc.add(doc)
+        return acc.build(tokenizer, k1=k1, b=b, progress=progress)
 
     def save(self, directory: Path) -> None:
         self._r.save(str(directory), show_progress=False)
@@ -75,3 +69,48 @@ class BM25Index:
         if not ids:
             return None
         return self._r.get_scores_from_ids(ids)
+
+
+class TokenAccumulator:
+    """Passage tokens as flat int32 ids (first-seen numbering) for a streaming build.
+
+    ``build`` renumbers terms in sorted order, so the index files are byte-identical
+    across runs (bm25s' own ``index`` numbers terms in the iteration order of a
+    Python set, which depends on ``PYTHONHASHSEED``).
+    """
+
+    def __init__(self) -> None:
+        from array import array
+
+        self._vocab: dict[str, int] = {}
+        self._ids = array("i")
+        self._lengths = array("i")
+
+    def add(self, tokens: list[str]) -> None:
+        vocab = self._vocab
+        for t in tokens:
+            i = vocab.get(t)
+            if i is None:
+                i = vocab[t] = len(vocab)
+            self._ids.append(i)
+        self._lengths.append(len(tokens))
+
+    def __len__(self) -> int:
+        return len(self._lengths)
+
+    def build(self, tokenizer: TextTokenizer, *, k1: float = K1, b: float = B, progress: bool = False) -> BM25Index:
+        import bm25s
+
+        terms = sorted(self._vocab)
+        rank = np.empty(len(terms), dtype=np.int32)
+        for new, t in enumerate(terms):
+            rank[self._vocab[t]] = new
+        self._vocab = {}
+        flat = rank[np.frombuffer(self._ids, dtype=np.int32)] if len(self._ids) else np.zeros(0, dtype=np.int32)
+        bounds = np.cumsum(np.frombuffer(self._lengths, dtype=np.int32))[:-1]
+        ids = [a.tolist() for a in np.split(flat, bounds)]
+        del flat
+        vocab = {t: i for i, t in enumerate(terms)}
+        retriever = bm25s.BM25(method=METHOD, k1=k1, b=b)
+        retriever.index((ids, vocab), show_progress=progress)
+        return BM25Index(retriever, tokenizer)
