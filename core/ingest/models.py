@@ -42,10 +42,11 @@ class IngestReport:
     skipped: list[Skipped] = field(default_factory=list)
     files_seen: int = 0
     documents: int = 0
+    ignored: int = 0                             # files of a type no converter reads
     source: dict = field(default_factory=dict)   # description of the source, for the manifest
 
     def summary(self) -> dict:
-        return {"files_seen": self.files_seen, "documents": self.documents,
+        return {"files_seen": self.files_seen, "documents": self.documents, "ignored": self.ignored,
                 "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped]}
 
 
