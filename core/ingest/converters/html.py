@@ -24,7 +24,8 @@ DROP_TAGS = ("script", "style", "noscript", "template", "nav", "header", "footer
 DROP_ROLES = ("navigation", "banner", "contentinfo", "search", "complementary")
 HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 BLOCKS = {"p", "div", "li", "ul", "ol", "dl", "dt", "dd", "table", "tr", "pre", "blockquote", "section",
-          "article", "main", "br", "hr", "figure", "figcaption", "td", "th", "caption", "body"}
+          "article", "main", "br", "hr", "figure", "figcaption", "caption", "body"}
+CELLS = {"td", "th"}
 PERMALINK = ("¶", "#", "\uf0c1", "🔗")
 
 
@@ -102,6 +103,8 @@ def convert(data: bytes, name: str) -> Converted:
                 continue
             if tag in BLOCKS:
                 buf.append("\n")
+            elif tag in CELLS:
+                buf.append(" | ")
             if el.tail and el is not body:
                 buf.append(el.tail)
     flush()
