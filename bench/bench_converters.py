@@ -87,7 +87,8 @@ def main() -> None:
             by_fmt.setdefault(fmt, []).append((statistics.median(times), title, heads,
                                                 any(s in text for s in LEAKS)))
         for fmt, rows in sorted(by_fmt.items()):
-            print(f"{name:10s} {fmt:6s} files {len(rows):3d}  median {1000 * statistics.median(r[0] for r in rows):7.1f} ms"
+            ms = 1000 * statistics.median(r[0] for r in rows)
+            print(f"{name:10s} {fmt:6s} files {len(rows):3d}  median {ms:7.1f} ms"
                   f"  sectioned {sum(r[2] > 0 for r in rows):3d}  leaks {sum(r[3] for r in rows):3d}"
                   f"  titles e.g. {[r[1] for r in rows[:2]]}")
     print(f"markitdown import+init {md_import:.2f}s")

@@ -14,6 +14,16 @@ from core.ingest.converters import Converted, clean
 from core.ingest.models import ConversionError, Section
 
 MAX_PAGES = 5000
+_PLACEHOLDER_TITLES = {"untitled", "untitled document", "document", "title", "none", "null"}
+
+
+def _meta_title(meta) -> str:
+    """/Title unless it is a placeholder ("untitled") or the producer's prefix around a file name."""
+    title = " ".join(str(meta.title or "").split()) if meta is not None and meta.title else ""
+    for prefix in ("Microsoft Word - ", "Microsoft PowerPoint - "):
+        if title.startswith(prefix):
+            title = title[len(prefix):].rsplit(".", 1)[0]
+    return "" if title.lower() in _PLACEHOLDER_TITLES else title
 
 
 def _outline(reader) -> list[tuple[int, tuple[str, ...]]]:
@@ -56,8 +66,7 @@ def convert(data: bytes, name: str) -> Converted:
         if len(reader.pages) > MAX_PAGES:
             raise ConversionError(f"more than {MAX_PAGES} pages")
         pages = [page.extract_text() or "" for page in reader.pages]
-        meta = reader.metadata
-        title = " ".join(str(meta.title or "").split()) if meta is not None and meta.title else ""
+        title = _meta_title(reader.metadata)
         try:
             marks = _outline(reader)
         except Exception:  # noqa: BLE001 - a broken outline: read the text without it
