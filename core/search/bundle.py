@@ -9,7 +9,8 @@ A bundle is a folder (an artifact of kind ``search-index``, format 2, see
                            the compact memory-mapped document store (``core.search.docstore``):
                            UTF-8 blobs + int64 offsets, deduplicated metadata, filter postings
     embeddings.npy         dense kind "exact": float32 (passage_count, dim), L2-normalised, mmap'd
-    dense/hnsw.usearch     dense kind "hnsw": usearch HNSW graph over int8 vectors, mmap'd (``core.search.ann``)
+    dense/hnsw.faiss       dense kind "hnsw": faiss HNSW graph over 8-bit scalar-quantised vectors, codes
+                           mmap'd (``core.search.ann``)
     bm25/                  bm25s index (params/vocab json + CSC .npy arrays, term ids in sorted order), mmap'd
     encoder/               model.onnx, tokenizer.json, encoder.json: the query encoder, i.e.
                            the graph that embedded the passages
@@ -35,7 +36,7 @@ from core.search.text import MAX_WORDS, OVERLAP, split_passages
 KIND = "search-index"
 FORMAT_VERSION = 2
 EMBEDDINGS = "embeddings.npy"
-ANN_FILE = "dense/hnsw.usearch"
+ANN_FILE = "dense/hnsw.faiss"
 BM25_DIR = "bm25"
 ENCODER_DIR = "encoder"
 MANIFEST_FIELDS = ("doc_count", "passage_count", "encoder", "bm25", "chunking")
@@ -145,7 +146,8 @@ class BundleWriter:
     """
 
     def __init__(self, root: Path, *, dim: int, dense: str = "auto", ann_threshold: int = ANN_THRESHOLD,
-                 tokenizer=None, chunking: dict | None = None, ann_threads: int = 1) -> None:
+                 tokenizer=None, chunking: dict | None = None, ann_threads: int = 1,
+                 ann_ef_search: int | None = None) -> None:
         from core.search.bm25 import TokenAccumulator
         from core.search.text import DEFAULT_TOKENIZER
 
@@ -159,6 +161,7 @@ class BundleWriter:
         self.dense = dense
         self.ann_threshold = int(ann_threshold)
         self.ann_threads = int(ann_threads)
+        self.ann_ef_search = ann_ef_search
         self.tokenizer = tokenizer or DEFAULT_TOKENIZER
         self.chunking = dict(chunking) if chunking is not None else {
             "max_words": MAX_WORDS, "overlap": OVERLAP, "indexed_text": "title, heading, passage joined by newlines"}
@@ -225,8 +228,9 @@ class BundleWriter:
         kind = self.dense_kind()
         dense: dict[str, Any] = {"kind": kind, "threshold": self.ann_threshold, "requested": self.dense}
         if kind == "hnsw":
-            dense["hnsw"] = ann.build(vectors, self.root / ANN_FILE, threads=self.ann_threads, progress=progress)
-            stored = {"dtype": dense["hnsw"]["dtype"], "file": ANN_FILE}
+            kw = {"ef_search": int(self.ann_ef_search)} if self.ann_ef_search else {}
+            dense["hnsw"] = ann.build(vectors, self.root / ANN_FILE, threads=self.ann_threads, progress=progress, **kw)
+            stored = {"dtype": "uint8 (faiss QT_8bit, per-dimension range)", "file": ANN_FILE}
         else:
             DenseIndex.save(self.root / EMBEDDINGS, vectors)
             stored = {"dtype": "float32", "file": EMBEDDINGS}

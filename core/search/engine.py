@@ -101,7 +101,7 @@ class SearchIndex:
         dim = int(m["encoder"]["dim"])
         if parts.dense["kind"] == "hnsw":
             dense = AnnIndex.load(parts.dense_path, dim=dim,
-                                  expansion_search=int(parts.dense.get("hnsw", {}).get("expansion_search", 128)))
+                                  ef_search=int(parts.dense.get("hnsw", {}).get("ef_search", 128)))
         else:
             dense = DenseIndex.load(parts.dense_path, mmap=True)
         if dense.size != passage_count or dense.dim != dim:
@@ -151,7 +151,10 @@ class SearchIndex:
 
     # ----------------------------------------------------------------------- search
     def search(self, query: str, top_k: int = 10, *, filters: dict | None = None, method: str = "convex",
-               depth: int = 100, rrf_k: int = 60, alpha: float = 0.8) -> list[Hit]:
+               depth: int = 100, rrf_k: int = 60, alpha: float = 0.8,
+               query_vector: np.ndarray | None = None) -> list[Hit]:
+        """Top ``top_k`` documents for ``query``; ``query_vector`` (the encoder's vector of
+        ``query``, e.g. precomputed by a benchmark) skips the encoding."""
         if not isinstance(query, str):
             raise TypeError("query must be a string")
         if method not in METHODS:
@@ -183,7 +186,7 @@ class SearchIndex:
                     hit &= valid_passages
                 b_ids, b_scores, b_best = fusion.top_docs(b_pass, self._passage_doc, depth, np.flatnonzero(hit))
         if method != "bm25":
-            q = self.encoder.encode([query])[0]
+            q = self.encoder.encode([query])[0] if query_vector is None else query_vector
             if self.dense_kind == "exact":
                 d_pass = self._dense.scores(q)
                 cand = np.flatnonzero(valid_passages) if valid_passages is not None else None
