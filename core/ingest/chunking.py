@@ -74,8 +74,19 @@ def chunk_document(doc: SourceDocument, max_words: int = MAX_WORDS, overlap: int
     return drafts
 
 
-def chunk_settings(max_words: int = MAX_WORDS, overlap: int = OVERLAP, min_words: int = MIN_WORDS) -> dict:
+def flatten(sections: list[Section]) -> list[Section]:
+    """All sections as one, headings kept as lines of text: the document read without its structure."""
+    parts = []
+    for s in sections:
+        if s.heading:
+            parts.append(s.heading[-1])
+        parts.append(s.text)
+    return [Section((), "\n\n".join(p for p in parts if p))]
+
+
+def chunk_settings(max_words: int = MAX_WORDS, overlap: int = OVERLAP, min_words: int = MIN_WORDS,
+                   structured: bool = True) -> dict:
     """What the manifest records about chunking."""
     return {"max_words": max_words, "overlap": overlap, "min_section_words": min_words,
-            "split": "sections (headings) first, then word windows",
+            "split": "sections (headings) first, then word windows" if structured else "word windows only",
             "indexed_text": "title, heading path, passage joined by newlines"}

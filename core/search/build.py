@@ -32,7 +32,7 @@ import numpy as np
 
 from core.artifacts import sha256_file, staging_dir, write_manifest
 from core.ingest import MAX_FILE_BYTES, IngestError, IngestReport, iter_documents
-from core.ingest.chunking import chunk_document, chunk_settings, index_text
+from core.ingest.chunking import chunk_document, chunk_settings, flatten, index_text
 from core.search import bundle as B
 
 log = logging.getLogger("core.search.build")
@@ -61,11 +61,12 @@ def build_bundle(source, out_dir: Path, *, from_blob: str | None = None, version
                  random_embeddings: bool = False, progress: bool = True, cache_dir: Path | None = None,
                  base_url: str = "", on_error: str = "skip", max_file_bytes: int = MAX_FILE_BYTES,
                  dense: str = "auto", ann_threshold: int = B.ANN_THRESHOLD, settings=None,
-                 report: IngestReport | None = None) -> dict:
+                 report: IngestReport | None = None, structured: bool = True) -> dict:
     """Build the bundle of ``source`` (or ``from_blob``) into ``out_dir`` (replaced atomically); return the manifest.
 
     Raises IngestError (alias CorpusError) on bad input; ``out_dir`` is then untouched.
-    ``report`` (optional) receives the files seen and skipped.
+    ``report`` (optional) receives the files seen and skipped. ``structured=False`` reads
+    each document as one section (no heading paths), for measuring what structure buys.
     """
     from core.search import export
 
@@ -83,7 +84,7 @@ def build_bundle(source, out_dir: Path, *, from_blob: str | None = None, version
         import json
 
         dim = int(json.loads((encoder_src / "encoder.json").read_text())["dim"])
-    chunking = chunk_settings()
+    chunking = chunk_settings(structured=structured)
     with staging_dir(out_dir) as tmp:
         writer = B.BundleWriter(tmp, dim=dim, dense=dense, ann_threshold=ann_threshold, chunking=chunking)
         probe_query = ""
@@ -91,6 +92,8 @@ def build_bundle(source, out_dir: Path, *, from_blob: str | None = None, version
                               base_url=base_url, on_error=on_error, max_file_bytes=max_file_bytes, report=report,
                               progress=progress)
         for doc in docs:
+            if not structured:
+                doc.sections = flatten(doc.sections)
             drafts = chunk_document(doc, chunking["max_words"], chunking["overlap"], chunking["min_section_words"])
             if not drafts:   # converters refuse text-less files, so this is a JSONL record of blanks
                 continue
