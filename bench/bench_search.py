@@ -269,9 +269,9 @@ def cold_and_rss(bundle: Path, queries: list[str], queries_file: Path) -> dict:
             "heavy_modules": heavy}
 
 
-def peers(exact_dir: Path, queries: list[str], rounds: int) -> dict:
+def peers(exact_dir: Path, hnsw_dir: Path, queries: list[str], rounds: int) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "peers" / "run.py"), str(exact_dir),
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "peers" / "run.py"), str(exact_dir), str(hnsw_dir),
                           "--rounds", str(rounds), "--queries", json.dumps(queries)],
                          cwd=ROOT, capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -317,7 +317,7 @@ def main() -> int:
                        for k, v in b.items()},
              "in_process": ip, "fresh_process": cs}
         if args.peers:
-            pr = peers(b["exact"]["dir"], queries, args.rounds)
+            pr = peers(b["exact"]["dir"], b["hnsw"]["dir"], queries, args.rounds)
             r["peers"] = pr
             for name, val in pr.items():
                 if isinstance(val, dict) and "p50_ms" in val:

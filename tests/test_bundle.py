@@ -63,7 +63,7 @@ def test_truncated_file_is_refused_even_without_deep_verify(bundle):
         SearchIndex.load(bundle, deep_verify=False)
 
 
-@pytest.mark.parametrize("name", ["encoder/model.onnx", "passages.bin", "bm25/vocab.index.json"])
+@pytest.mark.parametrize("name", ["encoder/model.onnx", "passages.bin", "bm25/terms.bin"])
 def test_missing_file_is_refused(bundle, name):
     (bundle / name).unlink()
     with pytest.raises(ArtifactError, match="missing"):

@@ -40,7 +40,7 @@ ANN_FILE = "dense/hnsw.faiss"
 BM25_DIR = "bm25"
 ENCODER_DIR = "encoder"
 MANIFEST_FIELDS = ("doc_count", "passage_count", "encoder", "bm25", "chunking")
-ANN_THRESHOLD = 200_000   # default: bundles with more passages than this get an HNSW index
+ANN_THRESHOLD = 50_000   # default: bundles with more passages than this get an HNSW index
 DENSE_KINDS = ("auto", "exact", "hnsw")
 
 
@@ -220,11 +220,8 @@ class BundleWriter:
         self._finished = True
         self._store.close()
         self._ids = set()
-        bm25 = self._tokens.build(self.tokenizer, progress=progress)
+        bm25_settings = self._tokens.write(self.root / BM25_DIR, self.tokenizer, progress=progress)
         self._tokens = None
-        bm25.save(self.root / BM25_DIR)
-        bm25_settings = bm25.settings()
-        del bm25
         kind = self.dense_kind()
         dense: dict[str, Any] = {"kind": kind, "threshold": self.ann_threshold, "requested": self.dense}
         if kind == "hnsw":
@@ -270,7 +267,8 @@ def open_bundle(root: Path, *, deep_verify: bool = True) -> BundleParts:
     dense = dense_settings(manifest)
     dense_file = EMBEDDINGS if dense["kind"] == "exact" else dense.get("hnsw", {}).get("file", ANN_FILE)
     required = [*docstore.FILES, dense_file, f"{ENCODER_DIR}/model.onnx", f"{ENCODER_DIR}/tokenizer.json",
-                f"{ENCODER_DIR}/encoder.json", f"{BM25_DIR}/params.index.json", f"{BM25_DIR}/vocab.index.json"]
+                f"{ENCODER_DIR}/encoder.json", f"{BM25_DIR}/params.index.json", f"{BM25_DIR}/terms.bin",
+                f"{BM25_DIR}/terms.idx.npy"]
     absent = [f for f in required if f not in manifest["files"]]
     if absent:
         raise ArtifactError(f"{root}: manifest lists no {', '.join(absent)}")
