@@ -7,7 +7,11 @@ encoder folder, see ``export.py``) and the same tokenizer settings as
 Throughput comes from padding little: texts are ordered by length (characters
 first, globally; then tokens within a window), each batch is padded only to its
 longest member, and a batch holds at most ``TOKEN_BUDGET`` padded tokens (many
-short texts, few long ones). All cores by default.
+short texts, few long ones). All cores by default. A graph that must run one
+text at a time (dynamic int8 quantisation, ``encoder.json`` ``"batching":
+"single"``, see ``encoder.py``) is run unpadded by ``threads`` workers sharing
+one single-threaded session instead: same vectors as the query path, bit for
+bit, whatever the batch.
 
 ``fingerprint`` keys the embedding cache: a hash of the graph file, the
 tokenizer file and the truncation length, so a different graph (fp32 vs int8,
@@ -17,14 +21,16 @@ another export) never reuses another graph's vectors.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from core.artifacts import sha256_file
-from core.search.encoder import MODEL_FILE, TOKENIZER_FILE, QueryEncoder
+from core.search.encoder import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, QueryEncoder
 
 FINGERPRINT_RECIPE = "passage-embed/v1"
 WINDOW = 4096          # texts tokenised at once (in length order)
@@ -65,7 +71,11 @@ class PassageEmbedder:
     @classmethod
     def load(cls, encoder_dir: Path, *, threads: int | None = None) -> "PassageEmbedder":
         threads = cpu_count() if threads is None else max(1, int(threads))
-        encoder = QueryEncoder.load(Path(encoder_dir), threads=threads)
+        try:
+            single = json.loads((Path(encoder_dir) / CONFIG_FILE).read_text()).get("batching") == "single"
+        except (OSError, ValueError):
+            single = False  # QueryEncoder.load reports the broken folder
+        encoder = QueryEncoder.load(Path(encoder_dir), threads=1 if single else threads)
         return cls(encoder, graph_fingerprint(encoder_dir, encoder.max_seq_length), threads)
 
     def embed(self, texts: Sequence[str], *, progress: bool = False, out: np.ndarray | None = None,
@@ -83,6 +93,8 @@ class PassageEmbedder:
         from tqdm import tqdm
 
         tok = self._encoder._tokenizer
+        if self._encoder.single:
+            return self._embed_single(texts, out, progress, desc)
         lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=n)
         order = np.argsort(lengths, kind="stable")
         with tqdm(total=n, desc=desc, unit="passage", disable=not progress, smoothing=0.05,
@@ -110,6 +122,20 @@ class PassageEmbedder:
                     out[window[batch]] = self._encoder._run(ids, mask, types)
                     bar.update(rows)
                     start += rows
+        return out
+
+    def _embed_single(self, texts: Sequence[str], out: np.ndarray, progress: bool, desc: str) -> np.ndarray:
+        from tqdm import tqdm
+
+        one = self._encoder.encode_one
+        n = len(texts)
+        with ThreadPoolExecutor(self.threads) as pool, \
+                tqdm(total=n, desc=desc, unit="passage", disable=not progress, smoothing=0.05,
+                     mininterval=1.0) as bar:
+            for w0 in range(0, n, WINDOW):
+                rows = list(pool.map(one, texts[w0:w0 + WINDOW]))
+                out[w0:w0 + len(rows)] = np.concatenate(rows)
+                bar.update(len(rows))
         return out
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
