@@ -1,7 +1,7 @@
 """Passage embedding: throughput benchmark, and pre-embedding a corpus into the embedding cache.
 
     # ONNX embedder (the bundle's graph) vs sentence-transformers, same texts, interleaved rounds
-    .venv/bin/python -m bench.bench_embed throughput [--rounds 3] [--short 600] [--long 150] [--json OUT]
+    .venv/bin/python -m bench.bench_embed throughput [--rounds 3] [--short 600] [--long 150] [--int8] [--json OUT]
 
     # fill the builder's embedding cache for a JSONL(.gz) corpus (what the 1M benchmark build reuses)
     .venv/bin/python -m bench.bench_embed prefill --corpus ../shared/bench/packages-corpus.jsonl.gz \\
@@ -24,6 +24,7 @@ import gzip
 import json
 import os
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -135,7 +136,15 @@ def prefill(args) -> int:
     first = True
     for s in range(0, len(texts), step):
         part = texts[s:s + step]
-        _, st = cache.get_or_embed(part, emb.embed, progress=args.progress)
+        seen = [0]
+
+        def embed(batch: list[str], _s: int = s, seen: list[int] = seen) -> np.ndarray:
+            v = emb.embed(batch)
+            seen[0] += len(batch)   # misses so far in this chunk: an estimate of the position
+            status.write("running", _s + min(seen[0], step))
+            return v
+
+        _, st = cache.get_or_embed(part, embed, progress=args.progress)
         cache.commit()
         stats = {k: stats[k] + st[k] for k in stats}
         done += len(part)
@@ -148,6 +157,107 @@ def prefill(args) -> int:
     status.write("done", done)
     print(json.dumps({"passages": len(texts), **stats, "cache": str(cache.dir), "fingerprint": emb.fingerprint,
                       "seconds": round(time.time() - status.t0, 1)}), flush=True)
+    return 0
+
+
+def bench_texts(corpus: Path, n_short: int, n_long: int, words: int = 200) -> tuple[list[str], list[str]]:
+    """Short texts: package summaries spread over the corpus ("title\\ntext"). Long: ``words``-word windows
+    of the CPython-docs dev set (title + window), one per document that is long enough."""
+    rng = random.Random(11)
+    short: list[str] = []
+    with _open(corpus) as fh:
+        for i, line in enumerate(fh):
+            if i % 1500 == 7:
+                d = json.loads(line)
+                short.append(f"{d['title']}\n{d['text']}" if d.get("title") else d["text"])
+                if len(short) >= n_short:
+                    break
+    docs = [json.loads(x) for x in (ROOT / "eval" / "data" / "pydocs_corpus.jsonl").read_text().splitlines()]
+    rng.shuffle(docs)
+    long_: list[str] = []
+    for d in docs:
+        w = d["text"].split()
+        if len(w) >= words:
+            s = rng.randrange(0, len(w) - words + 1)
+            long_.append(d["title"] + "\n" + " ".join(w[s:s + words]))
+            if len(long_) >= n_long:
+                break
+    return short, long_
+
+
+def throughput(args) -> int:
+    from core.search.embed import PassageEmbedder
+    from core.search.export import ensure_encoder, load_sentence_transformer, quantize_encoder
+
+    short, long_ = bench_texts(args.corpus, args.short, args.long)
+    enc_dir = ensure_encoder()
+    from core.search.encoder import QueryEncoder
+
+    runners = {"onnx-fp32": PassageEmbedder.load(enc_dir, threads=args.threads).embed}
+    query_encoders = {"onnx-fp32": QueryEncoder.load(enc_dir, threads=1)}
+    if args.int8:
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix="bench-embed-int8-"))
+        quantize_encoder(enc_dir, tmp)
+        runners["onnx-int8-candidate"] = PassageEmbedder.load(tmp, threads=args.threads).embed
+        query_encoders["onnx-int8-candidate"] = QueryEncoder.load(tmp, threads=1)
+    queries = [json.loads(x)["query"] for x in
+               (ROOT / "eval" / "data" / "pydocs_queries.jsonl").read_text().splitlines() if x.strip()]
+    q_times: dict[str, list[float]] = {}
+    st = load_sentence_transformer(threads=args.threads)
+    runners["sentence-transformers"] = lambda texts: st.encode(
+        texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    sets = {"short": short, "long": long_}
+    tok = st.tokenizer
+    lens = {k: statistics.median(len(tok(t, truncation=True, max_length=256)["input_ids"]) for t in v)
+            for k, v in sets.items()}
+    ref = {k: runners["sentence-transformers"](v) for k, v in sets.items()}   # also warms every runner up
+    cos = {}
+    for name, run in runners.items():
+        for k, v in sets.items():
+            c = (np.asarray(run(v), dtype=np.float64) * ref[k]).sum(1)
+            cos[f"{name}/{k}"] = round(float(c.min()), 5)
+    rates: dict[str, list[float]] = {}
+    for rnd in range(args.rounds):   # interleaved: every runner on every set in each round
+        for k, v in sets.items():
+            for name, run in runners.items():
+                t = time.perf_counter()
+                run(v)
+                rates.setdefault(f"{name}/{k}", []).append(len(v) / (time.perf_counter() - t))
+        for name, qe in query_encoders.items():   # one query at a time, one thread (as served)
+            for q in queries:
+                t = time.perf_counter()
+                qe.encode([q])
+                q_times.setdefault(name, []).append((time.perf_counter() - t) * 1000)
+        print(f"round {rnd + 1}: " + ", ".join(f"{key} {r[-1]:.0f}/s" for key, r in rates.items()), flush=True)
+    med = {key: round(statistics.median(r), 1) for key, r in rates.items()}
+    load = os.getloadavg()
+    result = {"threads": args.threads, "rounds": args.rounds, "loadavg_at_end": [round(x, 2) for x in load],
+              "texts": {k: len(v) for k, v in sets.items()}, "median_tokens": lens,
+              "passages_per_s": med, "passages_per_s_rounds": {k: [round(x, 1) for x in r] for k, r in rates.items()},
+              "min_cosine_to_sentence_transformers": cos,
+              "query_encode_p50_ms": {k: round(statistics.median(v), 3) for k, v in q_times.items()},
+              "query_encode_p90_ms": {k: round(float(np.percentile(v, 90)), 3) for k, v in q_times.items()},
+              "ratio_vs_sentence_transformers": {}}
+    for name in runners:
+        if name == "sentence-transformers":
+            continue
+        for k in sets:
+            result["ratio_vs_sentence_transformers"][f"{name}/{k}"] = round(
+                med[f"{name}/{k}"] / med[f"sentence-transformers/{k}"], 2)
+    print(f"texts: {len(short)} short (median {lens['short']} tokens), {len(long_)} long "
+          f"(median {lens['long']} tokens); {args.threads} threads; load average {load[0]:.1f}")
+    print(f"{'runner':<24}{'short /s':>10}{'long /s':>10}{'x short':>9}{'x long':>8}  min cos short/long")
+    for name in runners:
+        xs = result["ratio_vs_sentence_transformers"].get(f"{name}/short", 1.0)
+        xl = result["ratio_vs_sentence_transformers"].get(f"{name}/long", 1.0)
+        print(f"{name:<24}{med[name + '/short']:>10.1f}{med[name + '/long']:>10.1f}{xs:>9.2f}{xl:>8.2f}"
+              f"  {cos[name + '/short']:.4f}/{cos[name + '/long']:.4f}")
+    print("query encode p50 (1 thread, one query at a time): "
+          + ", ".join(f"{k} {v} ms" for k, v in result["query_encode_p50_ms"].items()))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 
@@ -164,9 +274,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--import-vectors", type=Path)
     p.add_argument("--status", type=Path)
     p.add_argument("--progress", action="store_true")
+    t = sub.add_parser("throughput", help="ONNX embedder vs sentence-transformers, same texts, interleaved")
+    t.add_argument("--corpus", type=Path, default=ROOT.parent.parent / "shared" / "bench" / "packages-corpus.jsonl.gz")
+    t.add_argument("--short", type=int, default=600)
+    t.add_argument("--long", type=int, default=150)
+    t.add_argument("--rounds", type=int, default=3)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--int8", action="store_true", help="also the int8 candidate graph (export.quantize_encoder)")
+    t.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if args.cmd == "prefill":
         return prefill(args)
+    if args.cmd == "throughput":
+        return throughput(args)
     return 2
 
 
