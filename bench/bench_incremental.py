@@ -18,7 +18,9 @@ hand: the cache is first filled for the initial corpus with random unit vectors,
 but the embedding), and the embedding of all passages is added as ``passages /
 throughput``, the throughput being measured on a random sample of the corpus's own
 index texts with the same embedder in the same run. The rebuilds are measured end to
-end either way, their changed passages embedded for real.
+end either way, their changed passages embedded for real. Wall time and process CPU
+time (all threads) are both reported: on a machine shared with other work the CPU-time
+ratio is the steadier of the two.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ def write_doc(path: Path, i: int, sections: int, words: int, rng: random.Random,
     path.write_text("\n".join(parts), encoding="utf-8")
 
 
+CPU: dict[str, float] = {}   # process CPU seconds (all threads): steadier than wall time on a shared machine
+
+
 def prefill_and_throughput(src: Path, out: Path, sample: int, rng: random.Random) -> float:
     """Fill the embedding cache for ``src`` with random unit vectors; return the embedder's texts/s."""
     from core.ingest import IngestReport, iter_documents
@@ -66,9 +71,10 @@ def prefill_and_throughput(src: Path, out: Path, sample: int, rng: random.Random
     embedder = PassageEmbedder.load(ensure_encoder())
     timed = rng.sample(texts, min(sample, len(texts)))
     embedder.embed(timed[:32])   # warm up
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     embedder.embed(timed)
     rate = len(timed) / (time.perf_counter() - t)
+    CPU["embed_per_text"] = (time.process_time() - c) / len(timed)
     cache = EmbeddingCache(default_cache_dir(out), embedder.fingerprint, embedder.dim)
     cache.get_or_embed(texts, lambda ts: random_unit_vectors(len(ts), embedder.dim, seed=len(ts)), progress=False)
     cache.commit()
@@ -104,9 +110,10 @@ def main() -> None:
     estimate = None
     if args.estimate_full:
         estimate = prefill_and_throughput(src, out, args.sample, rng)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     full = build_bundle(src, out, progress=not args.estimate_full)
     full_s = time.perf_counter() - t
+    full_cpu = time.process_time() - c
     print(f"full build: {full['doc_count']} docs, {full['passage_count']} passages, "
           f"embedded {full['embeddings']['embedded']}, {full_s:.1f}s", flush=True)
     if estimate is not None:
@@ -114,6 +121,9 @@ def main() -> None:
         print(f"  without embedding (all cache hits) {full_s:.1f}s + embedding {full['passage_count']} passages "
               f"at {estimate:.1f}/s = {embed_s:.0f}s (estimated) -> full {full_s + embed_s:.0f}s", flush=True)
         full_s += embed_s
+        full_cpu += full["passage_count"] * CPU["embed_per_text"]
+        print(f"  CPU: {full_cpu - full['passage_count'] * CPU['embed_per_text']:.0f}s + embedding "
+              f"{CPU['embed_per_text'] * 1000:.1f} ms CPU per passage -> full {full_cpu:.0f} CPU-s", flush=True)
     n_edit = max(1, round(args.docs * args.edit_fraction))
     order = list(range(args.docs))
     rng.shuffle(order)
@@ -121,18 +131,23 @@ def main() -> None:
     for r in range(args.rounds):
         for i in order[r * n_edit:(r + 1) * n_edit]:
             write_doc(src / f"part{i % 50:02d}" / f"doc{i:06d}.md", i, args.sections, args.words, rng, vocab)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         m = build_bundle(src, out, progress=False)
-        dt = time.perf_counter() - t
-        rounds.append({"seconds": dt, "embedded": m["embeddings"]["embedded"], "reused": m["embeddings"]["reused"]})
+        dt, dc = time.perf_counter() - t, time.process_time() - c
+        rounds.append({"seconds": dt, "cpu_seconds": dc, "embedded": m["embeddings"]["embedded"],
+                       "reused": m["embeddings"]["reused"]})
         print(f"rebuild {r + 1}: {n_edit} docs edited, embedded {m['embeddings']['embedded']}, "
-              f"reused {m['embeddings']['reused']}, {dt:.1f}s ({dt / full_s:.1%} of the full build)", flush=True)
+              f"reused {m['embeddings']['reused']}, {dt:.1f}s ({dt / full_s:.1%} of the full build), "
+              f"{dc:.0f} CPU-s ({dc / full_cpu:.1%} of the full build's)", flush=True)
     med = statistics.median(x["seconds"] for x in rounds)
+    med_cpu = statistics.median(x["cpu_seconds"] for x in rounds)
     result = {"estimated_full": bool(args.estimate_full), "throughput": estimate,
               "docs": args.docs, "passages": full["passage_count"], "edited_docs_per_round": n_edit,
               "full_seconds": full_s, "rebuilds": rounds, "median_rebuild_seconds": med,
-              "median_ratio": med / full_s}
-    print(f"median rebuild {med:.1f}s = {med / full_s:.1%} of the full build ({full_s:.1f}s)")
+              "median_ratio": med / full_s, "full_cpu_seconds": full_cpu, "median_rebuild_cpu_seconds": med_cpu,
+              "median_cpu_ratio": med_cpu / full_cpu}
+    print(f"median rebuild {med:.1f}s = {med / full_s:.1%} of the full build ({full_s:.1f}s); "
+          f"CPU {med_cpu:.0f}s = {med_cpu / full_cpu:.1%} of {full_cpu:.0f}s")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     if not args.workdir:

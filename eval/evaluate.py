@@ -131,7 +131,7 @@ def read_queries(path: Path) -> list[dict]:
 
 
 def ensure_bundle(corpus: Path, bundle_dir: Path | None, progress: bool,
-                  chunking: str = "sections") -> tuple[Path, str]:
+                  chunking: str = "sections", min_section_words: int | None = None) -> tuple[Path, str]:
     """The bundle to evaluate and how it was obtained ("reused" or "built").
 
     A folder corpus is built through the folder source (converters, structure-aware
@@ -140,7 +140,8 @@ def ensure_bundle(corpus: Path, bundle_dir: Path | None, progress: bool,
     from core.search.build import build_bundle
 
     digest = sha256_of(corpus)
-    version = f"eval-{digest[:12]}" + ("" if chunking == "sections" else f"-{chunking}")
+    version = f"eval-{digest[:12]}" + ("" if chunking == "sections" else f"-{chunking}") + (
+        "" if min_section_words is None else f"-min{min_section_words}")
     if bundle_dir is not None and (bundle_dir / "manifest.json").is_file():
         try:
             manifest = json.loads((bundle_dir / "manifest.json").read_text(encoding="utf-8"))
@@ -153,7 +154,8 @@ def ensure_bundle(corpus: Path, bundle_dir: Path | None, progress: bool,
         print(f"{bundle_dir}: built from another corpus (or random embeddings); rebuilding", file=sys.stderr)
     if bundle_dir is None:
         bundle_dir = Path(tempfile.mkdtemp(prefix="eval-bundle-")) / "bundle"
-    build_bundle(corpus, bundle_dir, version=version, progress=progress, structured=chunking == "sections")
+    build_bundle(corpus, bundle_dir, version=version, progress=progress, structured=chunking == "sections",
+                 min_section_words=min_section_words)
     return bundle_dir, "built"
 
 
@@ -309,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpus", type=Path, required=True, help="JSONL corpus, or a folder of documents")
     p.add_argument("--chunking", choices=("sections", "flat"), default="sections",
                    help="folder corpus: split on headings first (default), or one section per document")
+    p.add_argument("--min-section-words", type=int, help="fold sections shorter than this into the next one")
     p.add_argument("--queries", type=Path, required=True)
     p.add_argument("--bundle-dir", type=Path, help="bundle to reuse (same corpus sha256) or build into")
     p.add_argument("--alphas", default="0.3,0.5,0.7", help="dense weights of convex fusion, comma-separated")
@@ -337,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"bad --norms {bad} / --alphas / --depth (norms: {fusion.NORMS}; depth >= {CUTOFF})")
     queries = read_queries(args.queries)
     t0 = time.perf_counter()
-    bundle_dir, how = ensure_bundle(args.corpus, args.bundle_dir, progress=not args.quiet, chunking=args.chunking)
+    bundle_dir, how = ensure_bundle(args.corpus, args.bundle_dir, progress=not args.quiet, chunking=args.chunking,
+                                    min_section_words=args.min_section_words)
     index = SearchIndex.load(bundle_dir, encoder_threads=1)
     from core.search.bundle import open_bundle
 

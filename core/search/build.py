@@ -61,7 +61,8 @@ def build_bundle(source, out_dir: Path, *, from_blob: str | None = None, version
                  random_embeddings: bool = False, progress: bool = True, cache_dir: Path | None = None,
                  base_url: str = "", on_error: str = "skip", max_file_bytes: int = MAX_FILE_BYTES,
                  dense: str = "auto", ann_threshold: int = B.ANN_THRESHOLD, settings=None,
-                 report: IngestReport | None = None, structured: bool = True) -> dict:
+                 report: IngestReport | None = None, structured: bool = True,
+                 min_section_words: int | None = None) -> dict:
     """Build the bundle of ``source`` (or ``from_blob``) into ``out_dir`` (replaced atomically); return the manifest.
 
     Raises IngestError (alias CorpusError) on bad input; ``out_dir`` is then untouched.
@@ -84,7 +85,8 @@ def build_bundle(source, out_dir: Path, *, from_blob: str | None = None, version
         import json
 
         dim = int(json.loads((encoder_src / "encoder.json").read_text())["dim"])
-    chunking = chunk_settings(structured=structured)
+    chunking = chunk_settings(structured=structured) if min_section_words is None else \
+        chunk_settings(structured=structured, min_words=min_section_words)
     with staging_dir(out_dir) as tmp:
         writer = B.BundleWriter(tmp, dim=dim, dense=dense, ann_threshold=ann_threshold, chunking=chunking)
         probe_query = ""
