@@ -131,11 +131,12 @@ def read_queries(path: Path) -> list[dict]:
 
 
 def ensure_bundle(corpus: Path, bundle_dir: Path | None, progress: bool,
-                  chunking: str = "sections", min_section_words: int | None = None) -> tuple[Path, str]:
+                  chunking: str = "flat", min_section_words: int | None = None) -> tuple[Path, str]:
     """The bundle to evaluate and how it was obtained ("reused" or "built").
 
     A folder corpus is built through the folder source (converters, structure-aware
-    chunking; ``chunking="flat"``: one section per document, for comparison).
+    chunking ``flat``, the builder's default: one section per document; ``sections``: split
+    on headings, each passage carrying its heading path).
     """
     from core.search.build import build_bundle
 
@@ -309,8 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     defaults = Settings()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus", type=Path, required=True, help="JSONL corpus, or a folder of documents")
-    p.add_argument("--chunking", choices=("sections", "flat"), default="sections",
-                   help="folder corpus: split on headings first (default), or one section per document")
+    p.add_argument("--chunking", choices=("sections", "flat"), default="flat",
+                   help="folder corpus: one section per document (the builder's default), or split on headings")
     p.add_argument("--min-section-words", type=int, help="fold sections shorter than this into the next one")
     p.add_argument("--queries", type=Path, required=True)
     p.add_argument("--bundle-dir", type=Path, help="bundle to reuse (same corpus sha256) or build into")

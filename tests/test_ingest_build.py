@@ -44,7 +44,7 @@ def folder(tmp_path):
 
 def test_folder_build_ids_titles_urls_metadata_headings_and_hits(folder, tmp_path, encoder_dir):
     out = tmp_path / "out" / "bundle"
-    m = build.build_bundle(folder, out, base_url="https://kb.example/docs/", progress=False)
+    m = build.build_bundle(folder, out, base_url="https://kb.example/docs/", progress=False, structured=True)
     verify(out, kind="search-index")
     docs = _documents(out)
     assert sorted(docs) == ["guides/install.md", "guides/passport.html", "hours.txt", "policies/expenses.docx",
@@ -79,7 +79,7 @@ def test_folder_build_ids_titles_urls_metadata_headings_and_hits(folder, tmp_pat
 
 def test_incremental_rebuild_reuses_unchanged_passages(folder, tmp_path, encoder_dir):
     out = tmp_path / "bundle"
-    first = build.build_bundle(folder, out, progress=False)
+    first = build.build_bundle(folder, out, progress=False, structured=True)
     before = _vectors_by_doc(out)
     assert (tmp_path / ("bundle" + build.CACHE_SUFFIX)).is_dir()
     # Edit one section of one file, remove another file, add a new one.
@@ -87,7 +87,7 @@ def test_incremental_rebuild_reuses_unchanged_passages(folder, tmp_path, encoder
     md.write_text(md.read_text().replace("Remove the folder.", "Delete the install folder and its cache."))
     (folder / "hours.txt").unlink()
     (folder / "faq.md").write_text("# FAQ\n\nAnswers to frequent questions about parking permits.\n")
-    second = build.build_bundle(folder, out, progress=False)
+    second = build.build_bundle(folder, out, progress=False, structured=True)
     after = _vectors_by_doc(out)
     assert "hours.txt" not in _documents(out) and "faq.md" in _documents(out)
     assert second["embeddings"]["embedded"] == 2        # the edited passage and the new file
@@ -98,9 +98,19 @@ def test_incremental_rebuild_reuses_unchanged_passages(folder, tmp_path, encoder
     assert not np.array_equal(before["guides/install.md"][3], after["guides/install.md"][3])
     assert first["passage_count"] - 1 + 1 == second["passage_count"]
     # A third build of the same input embeds nothing and gives byte-identical files.
-    third = build.build_bundle(folder, out, progress=False)
+    third = build.build_bundle(folder, out, progress=False, structured=True)
     assert third["embeddings"] == {**second["embeddings"], "embedded": 0, "reused": second["passage_count"]}
     assert {k: v for k, v in third["files"].items()} == second["files"]
+
+
+def test_default_flat_chunking_keeps_headings_as_text(folder, tmp_path, encoder_dir):
+    out = tmp_path / "bundle"
+    m = build.build_bundle(folder, out, progress=False)
+    passages = [p for p in _passages(out) if p["doc"] == "guides/install.md"]
+    assert len(passages) == 1 and passages[0]["heading"] == ""
+    assert "Proxies" in passages[0]["text"] and "HTTPS_PROXY" in passages[0]["text"]
+    assert m["chunking"]["split"] == "word windows only"
+    assert SearchIndex.load(out).search("Proxies", top_k=1, method="bm25")[0].id == "guides/install.md"
 
 
 def test_bad_files_are_reported_skipped_and_strict_exits_1(folder, tmp_path, capsys, encoder_dir):

@@ -1,7 +1,8 @@
 """Build a search-index bundle from a JSONL corpus, a folder of documents, or a Blob container.
 
     python -m core.search.build SOURCE --out DIR [--from-blob CONTAINER[/PREFIX]] [--cache DIR]
-        [--base-url URL] [--on-error skip|fail] [--strict] [--max-file-mb N] [--dense auto|exact|hnsw]
+        [--base-url URL] [--on-error skip|fail] [--strict] [--max-file-mb N] [--chunking flat|sections]
+        [--dense auto|exact|hnsw]
         [--ann-threshold N] [--version V] [--random-embeddings] [--upload [--container NAME]] [--quiet]
 
 SOURCE is a JSONL file (one document a line: id, title, url, text, metadata) or a folder
@@ -61,13 +62,16 @@ def build_bundle(source, out_dir: Path, *, from_blob: str | None = None, version
                  random_embeddings: bool = False, progress: bool = True, cache_dir: Path | None = None,
                  base_url: str = "", on_error: str = "skip", max_file_bytes: int = MAX_FILE_BYTES,
                  dense: str = "auto", ann_threshold: int = B.ANN_THRESHOLD, settings=None,
-                 report: IngestReport | None = None, structured: bool = True,
+                 report: IngestReport | None = None, structured: bool = False,
                  min_section_words: int | None = None) -> dict:
     """Build the bundle of ``source`` (or ``from_blob``) into ``out_dir`` (replaced atomically); return the manifest.
 
     Raises IngestError (alias CorpusError) on bad input; ``out_dir`` is then untouched.
-    ``report`` (optional) receives the files seen and skipped. ``structured=False`` reads
-    each document as one section (no heading paths), for measuring what structure buys.
+    ``report`` (optional) receives the files seen and skipped. ``structured=True`` cuts
+    passages per section, each carrying its heading path; the default reads each document
+    as one section (headings kept as lines of text), which measured one question better
+    under the default fusion on the pkgdocs dev set (docs/ingest.md). JSONL is the same
+    either way.
     """
     from core.search import export
 
@@ -163,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 (and do not upload) when a file was skipped")
     parser.add_argument("--max-file-mb", type=float, default=MAX_FILE_BYTES / 2**20,
                         help="files larger than this are skipped (default %(default)g)")
+    parser.add_argument("--chunking", choices=("flat", "sections"), default="flat",
+                        help="files: word windows over the whole document (default), or per section with "
+                             "heading paths (see docs/ingest.md)")
     parser.add_argument("--dense", choices=B.DENSE_KINDS, default="auto", help="dense index kind")
     parser.add_argument("--ann-threshold", type=int, default=B.ANN_THRESHOLD,
                         help="with --dense auto: HNSW above this many passages (default %(default)d)")
@@ -193,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                                 random_embeddings=args.random_embeddings, progress=not args.quiet,
                                 cache_dir=args.cache, base_url=args.base_url, on_error=args.on_error,
                                 max_file_bytes=int(args.max_file_mb * 2**20), dense=args.dense,
-                                ann_threshold=args.ann_threshold, settings=settings, report=report)
+                                ann_threshold=args.ann_threshold, settings=settings, report=report,
+                                structured=args.chunking == "sections")
     except IngestError as exc:
         log.error("%s", exc)
         return 2
