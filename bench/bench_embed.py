@@ -73,7 +73,7 @@ class Status:
         el = time.time() - self.t0
         rate = (done - self.base) / el if el > 0 else 0.0
         eta = (self.total - done) / rate if rate > 0 else float("inf")
-        eta_s = "-" if eta == float("inf") else time.strftime("%H:%M:%S", time.gmtime(eta))
+        eta_s = "-" if eta == float("inf") else f"{int(eta // 3600)}h{int(eta % 3600 // 60):02d}m"
         line = (f"{state} {done}/{self.total} passages, {rate:.0f} passages/s, ETA {eta_s}, "
                 f"cache {self.cache_dir}, fingerprint {self.fp}, updated {time.strftime('%H:%M:%S', time.gmtime())}Z")
         print(line, flush=True)

@@ -113,6 +113,7 @@ def test_int8_graph_runs_one_text_at_a_time_and_stays_close(embedder, int8_dir):
     queries = QueryEncoder.load(int8_dir, threads=1)
     assert queries.single
     np.testing.assert_array_equal(np.concatenate([queries.encode([t]) for t in texts]), got)
+    np.testing.assert_array_equal(queries.encode(texts), got)        # the query encoder's batch path too
     np.testing.assert_array_equal(int8.embed(texts[::-1]), got[::-1])
     assert _cos(got, embedder.embed(texts)).min() >= 0.95
 
