@@ -3,6 +3,9 @@
     # ONNX embedder (the bundle's graph) vs sentence-transformers, same texts, interleaved rounds
     .venv/bin/python -m bench.bench_embed throughput [--rounds 3] [--short 600] [--long 150] [--int8] [--json OUT]
 
+    # eval/evaluate.py's bundle with the int8 candidate for passages and queries (then run evaluate.py on it)
+    .venv/bin/python -m bench.bench_embed eval-bundle --graph int8 --out var/eval-int8
+
     # fill the builder's embedding cache for a JSONL(.gz) corpus (what the 1M benchmark build reuses)
     .venv/bin/python -m bench.bench_embed prefill --corpus ../shared/bench/packages-corpus.jsonl.gz \\
         --cache var/bench/embed-cache [--import-vectors var/dev/vec100k.npy] [--status var/EMBED_STATUS.txt]
@@ -261,6 +264,27 @@ def throughput(args) -> int:
     return 0
 
 
+def eval_bundle(args) -> int:
+    """Build ``eval/evaluate.py``'s bundle with the fp32 graph or the int8 candidate (passages and queries)."""
+    import hashlib
+    import tempfile
+
+    import core.search.build as build
+    from core.search import export
+
+    enc = export.ensure_encoder()
+    if args.graph == "int8":
+        tmp = Path(tempfile.mkdtemp(prefix="eval-int8-encoder-"))
+        export.quantize_encoder(enc, tmp)
+        enc = tmp
+    export.ensure_encoder = lambda cache=None: enc   # the builder takes its encoder from here
+    digest = hashlib.sha256(args.corpus.read_bytes()).hexdigest()
+    build.build_bundle(args.corpus, args.out, version=f"eval-{digest[:12]}", progress=True)
+    print(f"built {args.out} with the {args.graph} graph; now: .venv/bin/python eval/evaluate.py --corpus "
+          f"{args.corpus} --queries eval/data/pydocs_queries.jsonl --bundle-dir {args.out} --alphas 0.8 --folds 0")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench.bench_embed", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -282,11 +306,17 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--int8", action="store_true", help="also the int8 candidate graph (export.quantize_encoder)")
     t.add_argument("--json", type=Path)
+    e = sub.add_parser("eval-bundle", help="the relevance dev set's bundle built with a chosen graph")
+    e.add_argument("--graph", choices=("fp32", "int8"), required=True)
+    e.add_argument("--corpus", type=Path, default=ROOT / "eval" / "data" / "pydocs_corpus.jsonl")
+    e.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     if args.cmd == "prefill":
         return prefill(args)
     if args.cmd == "throughput":
         return throughput(args)
+    if args.cmd == "eval-bundle":
+        return eval_bundle(args)
     return 2
 
 
