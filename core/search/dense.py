@@ -21,6 +21,8 @@ from core.artifacts import ArtifactError
 
 
 class DenseIndex:
+    kind = "exact"
+
     def __init__(self, matrix: np.ndarray) -> None:
         if matrix.dtype != np.float32 or matrix.ndim != 2:
             raise ArtifactError(f"embeddings must be a 2-d float32 matrix, not {matrix.dtype} {matrix.shape}")

@@ -6,7 +6,12 @@ L2 normalisation inside the graph, see ``export.py``), ``tokenizer.json`` and
 
 Single texts are tokenised without padding (the shipped tokenizer.json pads to
 128, which costs ~7 ms a query); batches are padded here to their longest
-member. Inputs are truncated to ``max_seq_length`` tokens. Output is float32,
+member. A graph with dynamic int8 quantisation (``encoder.json`` says
+``"batching": "single"``) computes its activation scales over the whole input
+tensor, so a text's vector would depend on its batch-mates and on padding:
+such a graph is always run one text at a time, which keeps every vector a
+function of its text alone (what the embedding cache and query/passage parity
+rely on). Inputs are truncated to ``max_seq_length`` tokens. Output is float32,
 L2-normalised, shape ``(n, dim)``. ``encode`` is safe to call from many threads.
 """
 
@@ -39,6 +44,7 @@ class QueryEncoder:
         self.max_seq_length = int(config["max_seq_length"])
         self._inputs = {i.name for i in session.get_inputs()}
         self._output = config.get("output", "sentence_embedding")
+        self.single = config.get("batching", "padded") == "single"
 
     @classmethod
     def load(cls, encoder_dir: Path, *, threads: int = 1) -> "QueryEncoder":
@@ -79,6 +85,12 @@ class QueryEncoder:
         out = self._session.run([self._output], feed)[0]
         return np.ascontiguousarray(out, dtype=np.float32)
 
+    def encode_one(self, text: str) -> np.ndarray:
+        """One text, unpadded: float32 ``(1, dim)``."""
+        e = self._tokenizer.encode(text)
+        return self._run(np.asarray([e.ids], dtype=np.int64), np.asarray([e.attention_mask], dtype=np.int64),
+                         np.asarray([e.type_ids], dtype=np.int64))
+
     def encode(self, texts: list[str]) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("encode() takes a list of strings")
@@ -86,11 +98,12 @@ class QueryEncoder:
         if n == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         if n == 1:
-            e = self._tokenizer.encode(texts[0])
-            ids = np.asarray([e.ids], dtype=np.int64)
-            return self._run(ids, np.asarray([e.attention_mask], dtype=np.int64),
-                             np.asarray([e.type_ids], dtype=np.int64))
+            return self.encode_one(texts[0])
         out = np.empty((n, self.dim), dtype=np.float32)
+        if self.single:
+            for i, t in enumerate(texts):
+                out[i] = self.encode_one(t)[0]
+            return out
         encs = self._tokenizer.encode_batch(list(texts))
         # Sort by length so that each padded batch wastes little.
         order = sorted(range(n), key=lambda i: len(encs[i].ids))

@@ -20,9 +20,8 @@ A BM25 list holds only documents with a positive score (a query term present).
 from __future__ import annotations
 
 import logging
-import threading
+import tempfile
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +31,11 @@ import numpy as np
 from core.artifacts import ArtifactError
 from core.search import fusion
 from core.search.bm25 import BM25Index
-from core.search.bundle import (FORMAT_VERSION, KIND, Chunked, DocumentError, Documents, PassageStore,
-                                chunk_documents, open_bundle, validate_document)
+from core.search.ann import AnnIndex
+from core.search.bundle import (FORMAT_VERSION, KIND, Chunked, DocumentError, chunk_documents, open_bundle,
+                                validate_document, write_documents)
 from core.search.dense import DenseIndex
+from core.search.docstore import DocStore
 from core.search.encoder import QueryEncoder
 from core.search.text import DEFAULT_TOKENIZER, MAX_WORDS, OVERLAP, TextTokenizer, snippet
 
@@ -56,66 +57,6 @@ class Hit:
     metadata: dict
 
 
-def _key(value: Any) -> tuple | None:
-    """Hashable, type-aware key of a metadata value (True never equals 1 here)."""
-    if isinstance(value, bool):
-        return ("b", value)
-    if isinstance(value, (int, float)):
-        return ("n", value)
-    if isinstance(value, str):
-        return ("s", value)
-    return None
-
-
-class _MetadataIndex:
-    """Per-field inverted index of document metadata, built lazily on first use of a field."""
-
-    def __init__(self, metadata: list[dict]) -> None:
-        self._metadata = metadata
-        self._n = len(metadata)
-        self._fields: dict[str, dict[tuple, np.ndarray]] = {}
-        self._lock = threading.Lock()
-
-    def _field(self, name: str) -> dict[tuple, np.ndarray]:
-        idx = self._fields.get(name)
-        if idx is None:
-            with self._lock:
-                idx = self._fields.get(name)
-                if idx is None:
-                    postings: dict[tuple, list[int]] = defaultdict(list)
-                    for i, meta in enumerate(self._metadata):
-                        if name in meta:
-                            v = meta[name]
-                            for x in (v if isinstance(v, list) else (v,)):
-                                k = _key(x)
-                                if k is not None:
-                                    postings[k].append(i)
-                    idx = {k: np.asarray(v, dtype=np.int64) for k, v in postings.items()}
-                    self._fields[name] = idx
-        return idx
-
-    def mask(self, filters: dict) -> np.ndarray:
-        """Documents whose metadata matches every field (a list value means any of)."""
-        if not isinstance(filters, dict):
-            raise ValueError("filters must be an object of {field: value}")
-        result: np.ndarray | None = None
-        for name, wanted in filters.items():
-            if not isinstance(name, str):
-                raise ValueError("filter field names must be strings")
-            values = wanted if isinstance(wanted, (list, tuple)) else [wanted]
-            keys = [_key(v) for v in values]
-            if any(k is None for k in keys):
-                raise ValueError(f"filter {name!r}: values must be strings, numbers or booleans")
-            field_idx = self._field(name)
-            m = np.zeros(self._n, dtype=bool)
-            for k in keys:
-                docs = field_idx.get(k)
-                if docs is not None:
-                    m[docs] = True
-            result = m if result is None else (result & m)
-        return result if result is not None else np.ones(self._n, dtype=bool)
-
-
 class SearchIndex:
     version: str
     manifest: dict
@@ -123,22 +64,20 @@ class SearchIndex:
     passage_count: int
     encoder: QueryEncoder
 
-    def __init__(self, *, manifest: dict, documents: Documents, passages: PassageStore, bm25: BM25Index,
-                 dense: DenseIndex, encoder: QueryEncoder) -> None:
+    def __init__(self, *, manifest: dict, documents: DocStore, bm25: BM25Index,
+                 dense: DenseIndex | AnnIndex, encoder: QueryEncoder) -> None:
         self.manifest = manifest
         self.version = str(manifest["version"])
         self.doc_count = len(documents)
         self.passage_count = dense.size
         self.encoder = encoder
+        self.dense_kind = dense.kind
         self._docs = documents
-        self._passages = passages
         self._bm25 = bm25
         self._dense = dense
         self._starts = documents.starts
         self._ends = documents.ends
-        counts = (documents.ends - documents.starts).astype(np.int64)
-        self._passage_doc = np.repeat(np.arange(self.doc_count, dtype=np.int32), counts)
-        self._meta = _MetadataIndex(documents.metadata)
+        self._passage_doc = documents.passage_doc()
 
     # ----------------------------------------------------------------------- loading
     @classmethod
@@ -159,16 +98,20 @@ class SearchIndex:
         if bm25.size != passage_count or bm25.method != m["bm25"].get("method"):
             raise ArtifactError(f"{bundle_dir}: BM25 index ({bm25.method}, {bm25.size} passages) does not "
                                 f"match the manifest")
-        dense = DenseIndex.load(parts.embeddings_path, mmap=True)
-        if dense.size != passage_count or dense.dim != int(m["encoder"]["dim"]):
-            raise ArtifactError(f"{bundle_dir}: embeddings are {dense.matrix.shape}, manifest says "
-                                f"({passage_count}, {m['encoder']['dim']})")
+        dim = int(m["encoder"]["dim"])
+        if parts.dense["kind"] == "hnsw":
+            dense = AnnIndex.load(parts.dense_path, dim=dim,
+                                  ef_search=int(parts.dense.get("hnsw", {}).get("ef_search", 128)))
+        else:
+            dense = DenseIndex.load(parts.dense_path, mmap=True)
+        if dense.size != passage_count or dense.dim != dim:
+            raise ArtifactError(f"{bundle_dir}: {dense.kind} dense index is ({dense.size}, {dense.dim}), "
+                                f"manifest says ({passage_count}, {dim})")
         encoder = QueryEncoder.load(parts.encoder_dir, threads=encoder_threads)
         if encoder.dim != dense.dim or encoder.name != m["encoder"].get("name"):
             raise ArtifactError(f"{bundle_dir}: encoder {encoder.name} ({encoder.dim}-d) is not the one "
                                 f"that embedded the passages")
-        index = cls(manifest=m, documents=parts.documents, passages=parts.passages, bm25=bm25, dense=dense,
-                    encoder=encoder)
+        index = cls(manifest=m, documents=parts.documents, bm25=bm25, dense=dense, encoder=encoder)
         log.info("search index %s loaded from %s: %d documents, %d passages in %.2fs", index.version, bundle_dir,
                  index.doc_count, index.passage_count, time.perf_counter() - t0)
         return index
@@ -198,13 +141,20 @@ class SearchIndex:
             "encoder": {k: encoder.config.get(k) for k in ("name", "dim", "max_seq_length", "source_package",
                                                            "source_package_version", "fingerprint")},
             "bm25": bm25.settings(), "chunking": {"max_words": MAX_WORDS, "overlap": OVERLAP},
+            "dense": {"kind": "exact"},
         }
-        return cls(manifest=manifest, documents=Documents.from_docs(normalised, chunked),
-                   passages=PassageStore(chunked.passages), bm25=bm25, dense=dense, encoder=encoder)
+        with tempfile.TemporaryDirectory(prefix="searchindex-") as tmp:
+            write_documents(Path(tmp), normalised, chunked)
+            store = DocStore(Path(tmp), doc_count=len(normalised), passage_count=len(chunked.passages),
+                             in_memory=True)
+        return cls(manifest=manifest, documents=store, bm25=bm25, dense=dense, encoder=encoder)
 
     # ----------------------------------------------------------------------- search
     def search(self, query: str, top_k: int = 10, *, filters: dict | None = None, method: str = "convex",
-               depth: int = 100, rrf_k: int = 60, alpha: float = 0.8) -> list[Hit]:
+               depth: int = 100, rrf_k: int = 60, alpha: float = 0.8,
+               query_vector: np.ndarray | None = None) -> list[Hit]:
+        """Top ``top_k`` documents for ``query``; ``query_vector`` (the encoder's vector of
+        ``query``, e.g. precomputed by a benchmark) skips the encoding."""
         if not isinstance(query, str):
             raise TypeError("query must be a string")
         if method not in METHODS:
@@ -219,7 +169,7 @@ class SearchIndex:
         depth = max(int(depth), top_k)
         if not query.strip():
             return []
-        valid = self._meta.mask(filters) if filters else None
+        valid = self._docs.mask(filters) if filters else None
         if valid is not None and not valid.any():
             return []
 
@@ -236,10 +186,14 @@ class SearchIndex:
                     hit &= valid_passages
                 b_ids, b_scores, b_best = fusion.top_docs(b_pass, self._passage_doc, depth, np.flatnonzero(hit))
         if method != "bm25":
-            q = self.encoder.encode([query])[0]
-            d_pass = self._dense.scores(q)
-            cand = np.flatnonzero(valid_passages) if valid_passages is not None else None
-            d_ids, d_scores, d_best = fusion.top_docs(d_pass, self._passage_doc, depth, cand)
+            q = self.encoder.encode([query])[0] if query_vector is None else query_vector
+            if self.dense_kind == "exact":
+                d_pass = self._dense.scores(q)
+                cand = np.flatnonzero(valid_passages) if valid_passages is not None else None
+                d_ids, d_scores, d_best = fusion.top_docs(d_pass, self._passage_doc, depth, cand)
+            else:
+                d_ids, d_scores, d_best = self._ann_docs(q, depth, valid_passages)
+                d_pass = _AnnScores(self._dense, q)
 
         if method == "bm25":
             ids, scores = b_ids, b_scores
@@ -264,10 +218,38 @@ class SearchIndex:
                 p = int(d_best[dr - 1])
             else:
                 p = self._convex_passage(d, b_pass, d_pass, _range(b_scores), _range(d_scores), alpha)
-            hits.append(Hit(id=self._docs.ids[d], title=self._docs.titles[d], url=self._docs.urls[d],
-                            snippet=snippet(self._passages.text(p), SNIPPET_CHARS), score=float(s),
-                            bm25_rank=br, dense_rank=dr, metadata=dict(self._docs.metadata[d])))
+            hits.append(Hit(id=self._docs.doc_id(d), title=self._docs.title(d), url=self._docs.url(d),
+                            snippet=snippet(self._docs.text(p), SNIPPET_CHARS), score=float(s),
+                            bm25_rank=br, dense_rank=dr, metadata=self._docs.metadata(d)))
         return hits
+
+    def _ann_docs(self, q: np.ndarray, depth: int, valid_passages: np.ndarray | None):
+        """Top ``depth`` documents from the HNSW index (a document scores as its best passage).
+
+        Unfiltered: ask for ``2 * depth`` passages, more while they hold fewer than ``depth``
+        documents. Filtered: when few passages pass the filter, score them all exactly
+        against their stored vectors; otherwise over-fetch in proportion and post-filter.
+        """
+        n = self.passage_count
+        if valid_passages is not None:
+            cand = np.flatnonzero(valid_passages)
+            if cand.size <= ANN_FILTER_EXACT:
+                return _top_docs_of(self._dense.scores_of(q, cand), cand, self._passage_doc, depth)
+            want = min(n, int(2 * depth * n / cand.size) + 1)
+        else:
+            want = min(n, 2 * depth)
+        while True:
+            keys, scores = self._dense.search(q, want)
+            if valid_passages is not None:
+                keep = valid_passages[keys]
+                keys, scores = keys[keep], scores[keep]
+            docs = self._passage_doc[keys]
+            _, first = np.unique(docs, return_index=True)
+            if first.shape[0] >= depth or want >= min(n, ANN_MAX_FETCH):
+                break
+            want = min(n, ANN_MAX_FETCH, want * 4)
+        first = np.sort(first)[:depth]
+        return docs[first].astype(np.int64), scores[first], keys[first]
 
     def _convex_passage(self, d: int, b_pass, d_pass, b_range, d_range, alpha: float) -> int:
         """The passage of document ``d`` with the best convex combination of its two
@@ -285,7 +267,26 @@ class SearchIndex:
     def info(self) -> dict[str, Any]:
         """A short description for health endpoints and logs."""
         return {"version": self.version, "doc_count": self.doc_count, "passage_count": self.passage_count,
-                "encoder": self.encoder.name, "bm25": self._bm25.method}
+                "encoder": self.encoder.name, "bm25": self._bm25.method, "dense": self.dense_kind}
+
+
+ANN_FILTER_EXACT = 20_000   # filtered HNSW queries with at most this many passages score them all
+ANN_MAX_FETCH = 8192        # the most passages one HNSW query fetches
+
+
+class _AnnScores:
+    """``scores[s:e]`` of an HNSW index: the cosines of the stored vectors of those passages."""
+
+    def __init__(self, ann: AnnIndex, q: np.ndarray) -> None:
+        self._ann, self._q = ann, q
+
+    def __getitem__(self, sl: slice) -> np.ndarray:
+        return self._ann.scores_of(self._q, np.arange(sl.start, sl.stop, dtype=np.int64))
+
+
+def _top_docs_of(scores: np.ndarray, cand: np.ndarray, passage_doc: np.ndarray, depth: int):
+    ids, sc, best = fusion.top_docs(scores, passage_doc[cand], depth)
+    return ids, sc, cand[best]
 
 
 def _range(scores: np.ndarray) -> tuple[float, float] | None:

@@ -187,6 +187,43 @@ def ensure_encoder(cache: Path | None = None) -> Path:
     return final
 
 
+# The int8 candidate measured for issue 9 (docs/search-engine.md, "Encoder"): dynamic quantisation,
+# per-channel weights, with the FFN output projections and all of layer 0 left in float32 (per-tensor
+# int8 of every MatMul gave cosine 0.84 to fp32). Not the shipped graph: it missed the relevance rule.
+INT8_EXCLUDE = (r"layer\.\d+/output/dense/MatMul", r"layer\.0/")
+
+
+def quantize_encoder(src: Path, dst: Path, *, per_channel: bool = True,
+                     exclude: tuple[str, ...] = INT8_EXCLUDE) -> dict[str, Any]:
+    """Write a dynamically int8-quantised copy of the exported encoder ``src`` into ``dst``.
+
+    Its ``encoder.json`` says ``"batching": "single"``: dynamic quantisation scales
+    activations per input tensor, so the graph is run one text at a time (see encoder.py).
+    """
+    import re
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src, dst = Path(src), Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    graph = onnx.load(str(src / MODEL_FILE))
+    skip = [n.name for n in graph.graph.node
+            if n.op_type == "MatMul" and any(re.search(p, n.name) for p in exclude)]
+    del graph
+    quantize_dynamic(str(src / MODEL_FILE), str(dst / MODEL_FILE), weight_type=QuantType.QInt8,
+                     per_channel=per_channel, nodes_to_exclude=skip)
+    shutil.copyfile(src / TOKENIZER_FILE, dst / TOKENIZER_FILE)
+    config = json.loads((src / CONFIG_FILE).read_text(encoding="utf-8"))
+    recipe = f"{config.get('recipe', RECIPE)}+int8-dynamic/{'per-channel' if per_channel else 'per-tensor'}" \
+             f"/fp32:{','.join(exclude) or '-'}"
+    config.update(dtype="int8-dynamic", batching="single", recipe=recipe,
+                  fingerprint=hashlib.sha256(f"{config.get('fingerprint')}|{recipe}".encode()).hexdigest()[:16])
+    (dst / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
+    write_manifest(dst, kind=ENCODER_KIND, format_version=1, version=config["fingerprint"])
+    return config
+
+
 def copy_encoder(src: Path, dst: Path) -> dict[str, Any]:
     """Copy an exported encoder's files (without its manifest) into a bundle folder."""
     verify(src, kind=ENCODER_KIND, format_version=1, deep=False)
