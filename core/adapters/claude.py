@@ -11,8 +11,12 @@
 * A circuit breaker: ``breaker_failures`` consecutive failed calls open it for
   ``breaker_cooldown_s``; then one probe call is let through (half-open). While
   it is open, callers get ``ClaudeUnavailable("circuit_open")`` at once.
-* Output is JSON constrained by a JSON schema (``output_config.format``) and
-  validated again here; refusals, ``max_tokens`` and malformed output become
+* The SDK's typed path: ``messages.create`` with ``output_config.format`` built by the
+  SDK (``anthropic.transform_schema``) from a pydantic model, a typed ``Message`` back,
+  and its text validated by that same model (``model_validate_json``, strict, no extra
+  fields). Not ``messages.parse``: it validates the text before we can see the
+  ``stop_reason``, so a refusal or a ``max_tokens`` cut-off would surface as a bare
+  pydantic ``ValidationError``. Refusals, ``max_tokens`` and malformed output become
   ``ClaudeUnavailable`` with a reason, never a crash.
 
 Everything that fails surfaces as ``ClaudeUnavailable(reason)`` so that callers
@@ -26,9 +30,10 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from functools import cache
+from typing import Any, Callable, TypeVar
 
-import orjson
+from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from core.deadline import Deadline
@@ -40,7 +45,6 @@ MIN_ATTEMPT_S = 0.25
 # Exponential back-off between attempts when the server gives no retry-after.
 BACKOFF_BASE_S = 0.2
 BACKOFF_MAX_S = 2.0
-MESSAGES_PATH = "/v1/messages"
 # Spend-limit 429s never succeed on retry (the SDK would retry them).
 _SPEND_LIMIT_MARKERS = ("spend_limit",)
 
@@ -125,65 +129,25 @@ class CircuitBreaker:
 
 
 # ---------------------------------------------------------------------------------
-# A small JSON-schema validator (the subset our schemas use)
+# Structured output: a pydantic model per call site
 # ---------------------------------------------------------------------------------
-_TYPES: dict[str, Callable[[Any], bool]] = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-}
+OutputT = TypeVar("OutputT", bound=BaseModel)
 
 
-def schema_errors(value: Any, schema: dict[str, Any], path: str = "$") -> list[str]:
-    """Problems of ``value`` against ``schema`` (type, enum, const, properties, required,
-    additionalProperties, items, min/maxItems, min/maxLength, minimum/maximum, anyOf)."""
-    errors: list[str] = []
-    if "anyOf" in schema:
-        if all(schema_errors(value, sub, path) for sub in schema["anyOf"]):
-            errors.append(f"{path}: matches none of anyOf")
-        return errors
-    kind = schema.get("type")
-    if kind is not None:
-        kinds = kind if isinstance(kind, list) else [kind]
-        if not any(_TYPES[k](value) for k in kinds):
-            return [f"{path}: expected {kind}, got {type(value).__name__}"]
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{path}: {value!r} not in enum")
-    if "const" in schema and value != schema["const"]:
-        errors.append(f"{path}: expected {schema['const']!r}")
-    if isinstance(value, dict):
-        props = schema.get("properties", {})
-        for name in schema.get("required", []):
-            if name not in value:
-                errors.append(f"{path}: missing {name!r}")
-        for name, item in value.items():
-            if name in props:
-                errors.extend(schema_errors(item, props[name], f"{path}.{name}"))
-            elif schema.get("additionalProperties") is False:
-                errors.append(f"{path}: unexpected property {name!r}")
-    if isinstance(value, list):
-        if "minItems" in schema and len(value) < schema["minItems"]:
-            errors.append(f"{path}: fewer than {schema['minItems']} items")
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            errors.append(f"{path}: more than {schema['maxItems']} items")
-        if "items" in schema:
-            for i, item in enumerate(value):
-                errors.extend(schema_errors(item, schema["items"], f"{path}[{i}]"))
-    if isinstance(value, str):
-        if "minLength" in schema and len(value) < schema["minLength"]:
-            errors.append(f"{path}: shorter than {schema['minLength']}")
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            errors.append(f"{path}: longer than {schema['maxLength']}")
-    if _TYPES["number"](value):
-        if "minimum" in schema and value < schema["minimum"]:
-            errors.append(f"{path}: below {schema['minimum']}")
-        if "maximum" in schema and value > schema["maximum"]:
-            errors.append(f"{path}: above {schema['maximum']}")
-    return errors
+class Output(BaseModel):
+    """Base of the models Claude's JSON must match: every field required, no other field, no coercion
+    (``"false"`` is not a boolean). Subclasses are the schema sent in ``output_config.format``."""
+
+    model_config = {"extra": "forbid", "strict": True}
+
+
+@cache
+def output_format(model: type[BaseModel]) -> dict[str, Any]:
+    """``output_config.format`` for ``model``, as the SDK builds it for ``messages.parse`` (once per model:
+    the same bytes every call, so the schema part of the prompt cache stays valid)."""
+    import anthropic
+
+    return {"type": "json_schema", "schema": anthropic.transform_schema(model)}
 
 
 # ---------------------------------------------------------------------------------
@@ -305,9 +269,9 @@ class ClaudeClient:
             await client.close()
 
     # -- the one public call ------------------------------------------------------
-    async def structured(self, *, system: str, messages: list[dict[str, Any]], schema: dict[str, Any],
-                         deadline: Deadline, max_tokens: int) -> dict[str, Any]:
-        """JSON matching ``schema`` from Claude, or ``ClaudeUnavailable``.
+    async def structured(self, *, system: str, messages: list[dict[str, Any]], output: type[OutputT],
+                         deadline: Deadline, max_tokens: int) -> OutputT:
+        """An ``output`` instance from Claude's JSON, or ``ClaudeUnavailable``.
 
         ``system`` must be stable across requests (it is the cached prefix);
         everything per-request goes in ``messages``.
@@ -320,14 +284,12 @@ class ClaudeClient:
             raise ClaudeUnavailable("circuit_open", "Claude calls paused after repeated failures")
 
         self._calls += 1
-        request = {
+        request: dict[str, Any] = {
             "model": self.model,
             "max_tokens": max_tokens,
             "system": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
             "messages": messages,
-            "output_config": {"format": {"type": "json_schema", "schema": schema}},
         }
-        body = orjson.dumps(request)  # once, for every attempt
         started = time.monotonic()
         attempts = 0
         try:
@@ -340,7 +302,7 @@ class ClaudeClient:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    response = await self._attempt(body, deadline)
+                    response = await self._attempt(request, output, deadline)
         except _AttemptFailed as exc:
             info = exc.info
             self._failed(info.reason, info.detail)
@@ -352,7 +314,7 @@ class ClaudeClient:
             raise
 
         try:
-            result = self._parse(response, schema)
+            result = self._parse(response, output)
         except ClaudeUnavailable as exc:
             self.breaker.record_success()  # Claude answered: the service is up
             self._last_error, self._last_error_reason = exc.detail, exc.reason
@@ -374,24 +336,18 @@ class ClaudeClient:
         else:
             self.breaker.record_failure()
 
-    async def _attempt(self, body: bytes, deadline: Deadline) -> Any:
-        limit = deadline.cap(float(self.settings.claude_timeout_s))
-        if limit < MIN_ATTEMPT_S:
-            raise _AttemptFailed(_Attempt("timeout", False, None, "deadline too close for another attempt"))
+    async def _attempt(self, request: dict[str, Any], output: type[BaseModel], deadline: Deadline) -> Any:
         try:
-            # CPU per call matters at hundreds of concurrent requests (measured, per call: messages.create
-            # ~1.2 ms, with_raw_response ~0.85 ms, this ~0.6 ms). The SDK client's own POST (auth, headers,
-            # timeout, error classes as with messages.create) with the body serialized once by orjson,
-            # skipping the SDK's per-call transform and deep copy of our fixed request shape; the raw
-            # body is parsed by ``_parse``, not into pydantic models. ``asyncio.timeout`` bounds the whole
-            # call without the extra task ``wait_for`` makes.
-            import httpx2  # the anthropic SDK's HTTP library
-
+            sdk = self._sdk()  # imports the SDK on first use: before the attempt's time is taken
+            config = {"format": output_format(output)}
+            limit = deadline.cap(float(self.settings.claude_timeout_s))
+            if limit < MIN_ATTEMPT_S:
+                raise _AttemptFailed(_Attempt("timeout", False, None, "deadline too close for another attempt"))
+            # The SDK's own per-attempt timeout, and ``asyncio.timeout`` on the whole call (without the extra
+            # task that ``wait_for`` makes).
             async with asyncio.timeout(limit):
-                response = await self._sdk().post(MESSAGES_PATH, cast_to=httpx2.Response, content=body,
-                                                  options={"timeout": limit})
-                return await response.aread()
-        except asyncio.CancelledError:
+                return await sdk.messages.create(**request, output_config=config, timeout=limit)
+        except (asyncio.CancelledError, _AttemptFailed):
             raise
         except Exception as exc:  # classified: every SDK/transport failure becomes a reason
             info = classify(exc)
@@ -422,29 +378,23 @@ class ClaudeClient:
         return stop
 
     @staticmethod
-    def _parse(response: Any, schema: dict[str, Any]) -> dict[str, Any]:
-        """``response``: the Messages API body (bytes, or decoded) or the SDK's ``Message``."""
-        if isinstance(response, (bytes, bytearray, memoryview, str)):
-            try:
-                response = orjson.loads(response)
-            except orjson.JSONDecodeError as exc:
-                raise ClaudeUnavailable("malformed_output", f"the response body is not JSON: {exc}") from None
-        stop_reason = _field(response, "stop_reason")
+    def _parse(message: Any, output: type[OutputT]) -> OutputT:
+        """``output`` from the SDK's ``Message`` (the SDK builds it without validation, so any shape may
+        arrive): the stop reason first, then the text blocks, validated by the model."""
+        stop_reason = getattr(message, "stop_reason", None)
         if stop_reason == "refusal":
             raise ClaudeUnavailable("refusal", "the model declined")
         if stop_reason == "max_tokens":
             raise ClaudeUnavailable("max_tokens", "output cut off at max_tokens")
-        content = _field(response, "content")
+        content = getattr(message, "content", None)
         if not isinstance(content, list):
             raise ClaudeUnavailable("malformed_output", "response has no content list")
-        text = "".join(t for b in content if _field(b, "type") == "text" and isinstance(t := _field(b, "text"), str))
+        text = "".join(t for b in content
+                       if getattr(b, "type", None) == "text" and isinstance(t := getattr(b, "text", None), str))
         if not text.strip():
             raise ClaudeUnavailable("malformed_output", "no text block in the response")
         try:
-            value = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            raise ClaudeUnavailable("malformed_output", f"output is not JSON: {exc}") from None
-        problems = schema_errors(value, schema)
-        if problems:
-            raise ClaudeUnavailable("malformed_output", "; ".join(problems[:5]))
-        return value
+            return output.model_validate_json(text)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '$'}: {e['msg']}" for e in exc.errors()[:5])
+            raise ClaudeUnavailable("malformed_output", problems) from None
