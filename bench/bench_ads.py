@@ -196,12 +196,13 @@ async def measure(module: str, env: dict[str, str], convs: list[dict], args: arg
                 if args.concurrency:
                     await open_connections(http, base, args.concurrency)
                     await asyncio.sleep(0.5)
-                    rounds.append(await closed_loop(base, convs, args.concurrency, args.duration, f"{tag}-r{r}",
-                                                    args.timeout, http))
-                else:
+                    rounds.append({**await closed_loop(base, convs, args.concurrency, args.duration, f"{tag}-r{r}",
+                                                       args.timeout, http), "kind": f"{args.concurrency} in flight"})
+                if not args.concurrency or args.also_burst:
                     await open_connections(http, base, args.requests)
                     await asyncio.sleep(0.5)
-                    rounds.append(await burst(base, convs, args.requests, f"{tag}-r{r}", args.timeout, http))
+                    rounds.append({**await burst(base, convs, args.requests, f"{tag}-b{r}", args.timeout, http),
+                                   "kind": f"burst of {args.requests}"})
                 await asyncio.sleep(1.0)
         return {**rounds[-1], "rounds": rounds}
 
@@ -238,6 +239,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=0,
                         help="closed loop: this many requests in flight for --duration seconds per round (0: bursts)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per closed-loop round")
+    parser.add_argument("--also-burst", action="store_true",
+                        help="with --concurrency: also a burst of --requests after each closed-loop round")
     parser.add_argument("--designs", choices=("async,old", "async"), default="async,old",
                         help="which designs to run: the shipped one and the old one, or the shipped one only")
     parser.add_argument("--p99-target-ms", type=float, default=1300.0)
@@ -257,7 +260,8 @@ def main() -> int:
                 f"{args.workers} worker process(es)", rows)
     for name, key in (("async (shipped)", "async"), ("old: run_in_executor", "old_run_in_executor")):
         for i, r in enumerate((report[key] or {}).get("rounds", []), 1):
-            print(f"{name:<22} round {i}: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, wall {r['wall_s']}s, "
+            print(f"{name:<22} round {i} ({r.get('kind', 'burst')}): p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
+                  f"wall {r['wall_s']}s, "
                   f"{r['requests_per_s']} req/s, errors {r['errors']}, degraded {r['degraded']}, "
                   f"with ads {r['with_ads']}, reasons {r['reasons']}")
     print(f"ratio old/async: {report['ratio_old_over_async']}")
