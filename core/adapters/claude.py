@@ -21,7 +21,7 @@
   and the body comes back as bytes: not ``messages.create``. Measured side by side on
   one core at 16 requests in flight with Claude at 1 s, ``messages.create`` (its
   per-call request transform, response model construction and tracing span: ~0.7 ms
-  of CPU per call more) gave ~8% less ads throughput and a ~25% higher p99 (README,
+  of CPU per call more) gave 3-7% less ads throughput and a higher p99 (README,
   "The Claude adapter"). Not ``messages.parse`` either: it validates the text before
   the caller sees ``stop_reason``, so a refusal surfaces as a bare ``ValidationError``.
 
