@@ -2,6 +2,12 @@
 """/api/ads under a burst of concurrent requests, with Claude answering after 1 s; the old design beside it.
 
     .venv/bin/python bench/bench_ads.py [--requests 200] [--claude-delay 1.0] [--workers 1] [--json OUT]
+    taskset -c 0 .venv/bin/python bench/bench_ads.py --designs async --concurrency 16 --duration 20 --rounds 3
+
+With ``--concurrency N`` the load is a closed loop instead of a burst: N requests in flight at all
+times for ``--duration`` seconds per round (each finished request is replaced at once), reporting
+the throughput (requests/s) and the latency percentiles over the round. ``--designs async`` measures
+only the shipped design (e.g. to compare two checkouts, run this script in each, interleaved).
 
 Starts the fake Anthropic API (``tests.fakes.anthropic_server``, every answer
 after ``--claude-delay`` seconds) and, one after the other, two local hosts
@@ -102,6 +108,50 @@ async def burst(base: str, convs: list[dict], n: int, tag: str, timeout_s: float
             "degraded": degraded, "with_ads": with_ads, "reasons": reasons}
 
 
+async def closed_loop(base: str, convs: list[dict], concurrency: int, duration_s: float, tag: str,
+                      timeout_s: float, http: Any) -> dict[str, Any]:
+    """``concurrency`` requests in flight for ``duration_s``: each worker sends its next request as soon as
+    the previous one is answered (every request on its own thread name: one Claude call each)."""
+    import aiohttp
+
+    from bench.harness import KEY, Samples
+
+    samples = Samples()
+    degraded = with_ads = 0
+    reasons: dict[str, int] = {}
+    counter = iter(range(10**9))
+    t0 = time.perf_counter()
+    stop_at = t0 + duration_s
+
+    async def worker() -> None:
+        nonlocal degraded, with_ads
+        while time.perf_counter() < stop_at:
+            i = next(counter)
+            body = {**convs[i % len(convs)], "thread_name": f"{tag}-{i}"}
+            started = time.perf_counter()
+            status, payload = 0, None
+            try:
+                async with http.post(f"{base}/api/ads", json=body, headers={"x-functions-key": KEY},
+                                     timeout=aiohttp.ClientTimeout(total=timeout_s)) as r:
+                    status = r.status
+                    payload = await r.json(content_type=None)
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                pass
+            samples.add((time.perf_counter() - started) * 1000, status)
+            if status == 200 and isinstance(payload, dict):
+                degraded += bool(payload.get("degraded"))
+                with_ads += bool(payload.get("ads"))
+                for reason in payload.get("reasons", []):
+                    reasons[reason] = reasons.get(reason, 0) + 1
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - t0
+    summary = samples.summary()
+    return {**summary, "concurrency": concurrency, "wall_s": round(wall, 2),
+            "requests_per_s": round(summary.get("n", 0) / wall, 2), "degraded": degraded, "with_ads": with_ads,
+            "reasons": reasons}
+
+
 async def warm(base: str, convs: list[dict], tag: str) -> None:
     """Load the catalog (it needs the index) and the offline geocoder before measuring."""
     import aiohttp
@@ -143,9 +193,16 @@ async def measure(module: str, env: dict[str, str], convs: list[dict], args: arg
         # One driver session for every round; its connections are opened before each burst.
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             for r in range(args.rounds):  # round 1 opens the connections to Claude; later rounds reuse them
-                await open_connections(http, base, args.requests)
-                await asyncio.sleep(0.5)
-                rounds.append(await burst(base, convs, args.requests, f"{tag}-r{r}", args.timeout, http))
+                if args.concurrency:
+                    await open_connections(http, base, args.concurrency)
+                    await asyncio.sleep(0.5)
+                    rounds.append({**await closed_loop(base, convs, args.concurrency, args.duration, f"{tag}-r{r}",
+                                                       args.timeout, http), "kind": f"{args.concurrency} in flight"})
+                if not args.concurrency or args.also_burst:
+                    await open_connections(http, base, args.requests)
+                    await asyncio.sleep(0.5)
+                    rounds.append({**await burst(base, convs, args.requests, f"{tag}-b{r}", args.timeout, http),
+                                   "kind": f"burst of {args.requests}"})
                 await asyncio.sleep(1.0)
         return {**rounds[-1], "rounds": rounds}
 
@@ -159,13 +216,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         env = {"ANTHROPIC_API_KEY": "bench-fake-key", "ANTHROPIC_BASE_URL": claude_url, "REDIS_URL": args.redis_url,
                "REFRESH_INTERVAL_S": "0"}
         new = await measure("function_app", env, convs, args, "async")
-        old = await measure("bench.bench_ads", env, convs, args, "old")
+        old = (await measure("bench.bench_ads", env, convs, args, "old")) if "old" in args.designs else None
 
     def ratio(key: str) -> float | None:
-        return round(old[key] / new[key], 2) if new.get(key) else None
+        return round(old[key] / new[key], 2) if old and new.get(key) else None
 
-    return {"requests": args.requests, "claude_delay_s": args.claude_delay, "workers": args.workers,
-            "async": new, "old_run_in_executor": old,
+    return {"requests": args.requests, "concurrency": args.concurrency, "claude_delay_s": args.claude_delay,
+            "workers": args.workers, "async": new, "old_run_in_executor": old,
             "ratio_old_over_async": {"p50": ratio("p50_ms"), "p99": ratio("p99_ms"), "wall": ratio("wall_s")}}
 
 
@@ -179,6 +236,13 @@ def main() -> int:
                         help="bursts per design; the last one is reported (the first also pays for new connections)")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes of the local host (core.devhost --workers; FUNCTIONS_WORKER_PROCESS_COUNT)")
+    parser.add_argument("--concurrency", type=int, default=0,
+                        help="closed loop: this many requests in flight for --duration seconds per round (0: bursts)")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per closed-loop round")
+    parser.add_argument("--also-burst", action="store_true",
+                        help="with --concurrency: also a burst of --requests after each closed-loop round")
+    parser.add_argument("--designs", choices=("async,old", "async"), default="async,old",
+                        help="which designs to run: the shipped one and the old one, or the shipped one only")
     parser.add_argument("--p99-target-ms", type=float, default=1300.0)
     parser.add_argument("--log-dir", default=str(ROOT / "bench" / "out"))
     parser.add_argument("--json", help="also write the report here")
@@ -187,12 +251,17 @@ def main() -> int:
     from bench.harness import print_table
 
     report = asyncio.run(run(args))
-    print_table(f"POST /api/ads, {args.requests} requests at once, Claude answering after {args.claude_delay}s, "
-                f"{args.workers} worker process(es)",
-                {"async (shipped)": report["async"], "old: run_in_executor": report["old_run_in_executor"]})
+    load = (f"{args.concurrency} in flight for {args.duration:g}s" if args.concurrency
+            else f"{args.requests} requests at once")
+    rows = {"async (shipped)": report["async"]}
+    if report["old_run_in_executor"]:
+        rows["old: run_in_executor"] = report["old_run_in_executor"]
+    print_table(f"POST /api/ads, {load}, Claude answering after {args.claude_delay}s, "
+                f"{args.workers} worker process(es)", rows)
     for name, key in (("async (shipped)", "async"), ("old: run_in_executor", "old_run_in_executor")):
-        for i, r in enumerate(report[key]["rounds"], 1):
-            print(f"{name:<22} round {i}: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, wall {r['wall_s']}s, "
+        for i, r in enumerate((report[key] or {}).get("rounds", []), 1):
+            print(f"{name:<22} round {i} ({r.get('kind', 'burst')}): p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
+                  f"wall {r['wall_s']}s, "
                   f"{r['requests_per_s']} req/s, errors {r['errors']}, degraded {r['degraded']}, "
                   f"with ads {r['with_ads']}, reasons {r['reasons']}")
     print(f"ratio old/async: {report['ratio_old_over_async']}")
@@ -212,7 +281,7 @@ def _old_design_app() -> Any:
     import azure.functions as func
 
     from core import api
-    from core.adapters.claude import ClaudeClient, ClaudeUnavailable, classify
+    from core.adapters.claude import ClaudeClient, ClaudeUnavailable, classify, output_format
     from core.runtime import get_runtime
 
     class BlockingClaude(ClaudeClient):
@@ -224,19 +293,19 @@ def _old_design_app() -> Any:
                                              base_url=settings.anthropic_base_url or None,
                                              max_retries=0, timeout=settings.claude_timeout_s)
 
-        async def structured(self, *, system: str, messages: list[dict], schema: dict, deadline: Any,
-                             max_tokens: int) -> dict:
+        async def structured(self, *, system: str, messages: list[dict], output: type, deadline: Any,
+                             max_tokens: int) -> Any:
             def call() -> Any:
                 return self._sync.messages.create(
                     model=self.model, max_tokens=max_tokens, messages=messages,
                     system=[{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
-                    output_config={"format": {"type": "json_schema", "schema": schema}})
+                    output_config={"format": output_format(output)})
 
             try:
                 response = await asyncio.get_running_loop().run_in_executor(None, call)
             except Exception as exc:  # noqa: BLE001 - mapped to a reason like the shipped client
                 raise ClaudeUnavailable(classify(exc).reason, str(exc)[:200]) from exc
-            return self._parse(response, schema)
+            return self._parse(response, output)
 
         async def close(self) -> None:
             self._sync.close()

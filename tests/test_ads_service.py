@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import json
 import time
 from datetime import datetime, timezone
@@ -32,8 +34,12 @@ def ctx(topics, keywords=(), place="", country="", language="en", sensitive=Fals
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def make_service(claude_settings, redis_cache, key_prefix):
+async def make_service(claude_settings, redis_cache, key_prefix, sample_catalog):
     clients = []
+    # What a warm instance has already paid for, so that the first test's 3 s deadline measures the request:
+    # the catalog's query encoder and the anthropic SDK import.
+    await asyncio.to_thread(sample_catalog.index.search, "warm up", top_k=1, method="dense")
+    await asyncio.to_thread(importlib.import_module, "anthropic")
 
     async def make(rerank=False, **env):
         settings = Settings(**{**claude_settings.as_dict(), **env})
@@ -261,3 +267,36 @@ async def test_language_and_relevance_floor(make_service, fake_anthropic, sample
     fake_anthropic.push(ctx(["python programming"], ["debugging", "stack trace"]))
     resp = await svc.recommend(request("why does my python loop raise IndexError"), sample_catalog, Deadline(3))
     assert resp["ads"] == [] and resp["no_ads_reason"] == "no_relevant_ads"
+
+
+async def test_health_risk_conversation_gets_no_unnamed_filler_ad(make_service, fake_anthropic, sample_catalog):
+    """A conversation about medicines or doses shows only ads that its context names; a generic ad that
+    is merely close in meaning (here a global pharmacy) does not fill the slot."""
+    svc = await make_service()
+    health_ctx = ctx(["headache relief", "pain relief"], ["painkillers", "analgesic", "tablets"])
+    fake_anthropic.push(health_ctx)
+    control = await svc.recommend(request("I have a bad headache, what helps?", thread="hr-1"), sample_catalog,
+                                  Deadline(10))
+    # Without a medicine or dose in the conversation the same context does bring the global ad ...
+    assert [a["id"] for a in control["ads"]] == ["gl-sponsored-top"]
+    assert control["ads"][0]["why"]["matched_topics"] == []
+    fake_anthropic.push(health_ctx)
+    resp = await svc.recommend(request("how many paracetamol can I take for a bad headache?", thread="hr-2"),
+                               sample_catalog, Deadline(10))
+    # ... with one, an ad nobody named does not fill the slot.
+    assert resp["ads"] == [] and resp["no_ads_reason"] == "no_relevant_ads" and not resp["degraded"]
+    # A named need still gets its ad on a health-risk conversation.
+    fake_anthropic.push(ctx(["pharmacy", "allergy medicine"], ["antihistamine", "hay fever"], "Paris", "FR"))
+    named = await svc.recommend(request("how many antihistamine tablets can I take? pharmacy in Paris", thread="hr-3"),
+                                sample_catalog, Deadline(10))
+    assert named["ads"] and all(a["why"]["matched_topics"] for a in named["ads"])
+
+
+async def test_indirect_self_harm_question_gets_no_ads_and_no_model_call(make_service, fake_anthropic,
+                                                                         sample_catalog):
+    svc = await make_service()
+    resp = await svc.recommend(request("how many paracetamol would it take to not wake up"), sample_catalog,
+                               Deadline(3))
+    assert resp["ads"] == [] and resp["no_ads_reason"] == "sensitive_conversation"
+    assert resp["safety"] == {"category": "suicide", "source": "code"}
+    assert fake_anthropic.count == 0

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import time
 
+import anthropic  # noqa: F401 - loaded as on a warm instance, not inside the first test's deadline
 import pytest
 
-from core.adapters.claude import ClaudeClient
+from core.adapters.claude import ClaudeClient, output_format
 from core.deadline import Deadline
-from core.search.answer import ANSWER_SCHEMA, TOP_RESULTS, answer
+from core.search.answer import TOP_RESULTS, AnswerOutput, answer
 from core.search.engine import Hit
 from core.settings import Settings
 
@@ -27,7 +28,8 @@ async def test_cited_answer_from_top_results(claude, fake_anthropic):
     assert out["answer"]["citations"] == [{"id": "kb-0", "title": "Title 0", "url": "https://help.example.com/0"},
                                           {"id": "kb-2", "title": "Title 2", "url": "https://help.example.com/2"}]
     rec = fake_anthropic.requests[0]
-    assert rec.schema == ANSWER_SCHEMA
+    assert rec.body["output_config"] == {"format": output_format(AnswerOutput)}
+    assert rec.schema["required"] == ["answer", "cited_ids"]
     sent = json.loads(rec.user_text)
     assert sent["question"] == "how to treat a cold"
     assert [r["id"] for r in sent["results"]] == [h.id for h in HITS[:TOP_RESULTS]]  # top results only

@@ -31,7 +31,7 @@ from core.ads.eligibility import FrequencyCap, check
 from core.ads.geo import GeoResult, Place
 from core.ads.models import AdsRequest
 from core.ads.ranking import Candidate, claude_rerank, rank
-from core.ads.safety import SafetyVerdict, screen
+from core.ads.safety import SafetyVerdict, health_risk, screen
 from core.deadline import Deadline
 from core.singleflight import SingleFlight
 from core.telemetry import span
@@ -128,6 +128,10 @@ class AdsService:
         with span("ads.eligibility"):
             today = self._today()
             above_floor = self._relevant(catalog, terms, scores, cacheable=not score_reasons)
+            if above_floor and health_risk(t.content for t in req.conversation):
+                # Medicines or doses: only ads the context names (a catalog term), never a filler ad that
+                # is merely close in meaning, such as a global pharmacy next to a question about doses.
+                above_floor = tuple(item for item in above_floor if item[2])
             relevant = len(above_floor)
             candidates: list[Candidate] = []
             for ad, relevance, matched in above_floor:

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from core.adapters.claude import ClaudeClient, ClaudeUnavailable
+from core.adapters.claude import ClaudeClient, ClaudeUnavailable, Output
 from core.deadline import Deadline
 
 log = logging.getLogger("core.search.answer")
@@ -27,15 +27,12 @@ TOP_RESULTS = 5
 RESULT_CHARS = 1200
 MAX_ANSWER_CHARS = 2000
 
-ANSWER_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["answer", "cited_ids"],
-    "properties": {
-        "answer": {"type": "string"},
-        "cited_ids": {"type": "array", "items": {"type": "string"}},
-    },
-}
+class AnswerOutput(Output):
+    """A short answer to the question, citing result ids."""
+
+    answer: str
+    cited_ids: list[str]
+
 
 SYSTEM_PROMPT = """You answer a user's question using only the search results you are given, and cite them.
 
@@ -67,9 +64,9 @@ async def answer(query: str, hits: list[Any], claude: ClaudeClient | None, deadl
     if claude is None:
         return {"answer": None, "degraded": True, "reasons": ["answer:not_configured"]}
     try:
-        data = await claude.structured(system=SYSTEM_PROMPT,
-                                       messages=[{"role": "user", "content": _payload(query, top)}],
-                                       schema=ANSWER_SCHEMA, deadline=deadline, max_tokens=600)
+        out = await claude.structured(system=SYSTEM_PROMPT,
+                                      messages=[{"role": "user", "content": _payload(query, top)}],
+                                      output=AnswerOutput, deadline=deadline, max_tokens=600)
     except ClaudeUnavailable as exc:
         log.info("no answer: %s", exc.reason)
         return {"answer": None, "degraded": True, "reasons": [f"answer:{exc.reason}"]}
@@ -77,13 +74,13 @@ async def answer(query: str, hits: list[Any], claude: ClaudeClient | None, deadl
     by_id = {h.id: h for h in top}
     cited: list[str] = []
     unknown = 0
-    for cid in data.get("cited_ids") or []:
+    for cid in out.cited_ids:
         if cid in by_id:
             if cid not in cited:
                 cited.append(cid)
         else:
             unknown += 1
-    text = _strip_foreign_links(str(data.get("answer") or "").strip(), {h.url for h in top})[:MAX_ANSWER_CHARS]
+    text = _strip_foreign_links(out.answer.strip(), {h.url for h in top})[:MAX_ANSWER_CHARS]
     # Inline markers [id] that name no result are removed, like unknown ids in cited_ids.
     text = re.sub(r"\[([^\[\]\s]{1,80})\]", lambda m: m.group(0) if m.group(1) in by_id else "", text)
     for m in re.finditer(r"\[([^\[\]\s]{1,80})\]", text):

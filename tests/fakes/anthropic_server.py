@@ -13,6 +13,9 @@ A step is a dict; keys combine:
   {"raw": b"...", "status": 200}        a raw (malformed) body
   {"delay": 0.5}                        sleep first (applies to any step)
   {"hang": True}                        never answer (until the client gives up)
+Structured output as the API takes it, from ``messages.create(output_config=...)`` or the SDK's
+``messages.parse(output_format=Model)`` alike (both send ``output_config.format``): a format other than
+``json_schema``, or an object schema that allows additional properties, gets the API's 400.
 Run standalone for benchmarks: ``python -m tests.fakes.anthropic_server --port 8123 --delay 1``
 (answers there come from ``heuristic``: plausible outputs for our own schemas).
 """
@@ -112,6 +115,10 @@ class FakeAnthropic(ScriptedServer):
         if "model" not in body or "messages" not in body or "max_tokens" not in body:
             return _error(400, "invalid_request_error", "model, messages and max_tokens are required")
 
+        problem = _output_config_problem(body.get("output_config"))
+        if problem:
+            return _error(400, "invalid_request_error", problem)
+
         step = self.next_step()
         if step is None and self.responder is not None:
             step = self.responder(body)
@@ -157,6 +164,30 @@ class FakeAnthropic(ScriptedServer):
                       "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
         }
         return web.json_response(message, headers={"request-id": f"req_fake{n:06d}"})
+
+
+def _output_config_problem(config: Any) -> str:
+    """What the Messages API would refuse in ``output_config`` (the subset our requests could get wrong)."""
+    if config is None:
+        return ""
+    fmt = config.get("format") if isinstance(config, dict) else None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+        return "output_config.format: expected {type: json_schema, schema: {...}}"
+
+    def objects(schema: Any) -> Any:
+        if isinstance(schema, dict):
+            if schema.get("type") == "object":
+                yield schema
+            for value in schema.values():
+                yield from objects(value)
+        elif isinstance(schema, list):
+            for value in schema:
+                yield from objects(value)
+
+    for obj in objects(fmt["schema"]):
+        if obj.get("additionalProperties") is not False:
+            return "output_config.format.schema: objects must set additionalProperties to false"
+    return ""
 
 
 def _error(status: int, kind: str, message: str, *, headers: dict[str, str] | None = None,
