@@ -316,12 +316,60 @@ def _key_error(request: web.BaseRequest, keys: frozenset[str]) -> ApiError | Non
     return None
 
 
+class LoopMonitor:
+    """A loop-lag probe: a task that sleeps ``interval_s`` and records how late it wakes. A wake-up later
+    than ``threshold_s`` means some callback (or a run of them) held the event loop that long."""
+
+    def __init__(self, interval_s: float = 0.005, threshold_s: float = 0.05) -> None:
+        self.interval_s = interval_s
+        self.threshold_s = threshold_s
+        self.max_stall_s = 0.0
+        self.stalls: list[float] = []
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            loop = asyncio.get_running_loop()
+            if loop.get_debug():  # PYTHONASYNCIODEBUG=1: asyncio also names each slow callback
+                loop.slow_callback_duration = self.threshold_s
+            self._task = loop.create_task(self._run(), name="loop-monitor")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t = loop.time()
+            await asyncio.sleep(self.interval_s)
+            stall = loop.time() - t - self.interval_s
+            self.max_stall_s = max(self.max_stall_s, stall)
+            if stall > self.threshold_s:
+                self.stalls.append(stall)
+                log.warning("event loop held for %.0f ms", stall * 1000)
+
+    def report(self, reset: bool = False) -> dict[str, Any]:
+        out = {"max_stall_ms": round(self.max_stall_s * 1000, 1), "stalls_over_threshold": len(self.stalls),
+               "threshold_ms": self.threshold_s * 1000}
+        if reset:
+            self.max_stall_s, self.stalls = 0.0, []
+        return out
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+
 def build_app(module: str = "function_app", *, settings: Settings | None = None,
               host_json: Path | None = None, warm_up: bool = True, wait_warm: bool = False,
-              limits: HostLimits | None = None) -> web.Application:
+              limits: HostLimits | None = None, loop_monitor: LoopMonitor | None = None) -> web.Application:
     """``warm_up``: start loading the index, catalog and city table at start-up, not on the first request
     (False is the Functions host's behaviour). ``wait_warm``: start listening only once warm (a worker
-    that joins a shared port). Serve it with :class:`HostRunner` (or :func:`serve`)."""
+    that joins a shared port). ``loop_monitor``: run it, and answer ``GET /_host/loop`` (anonymous; the
+    worst stall so far, reset by ``?reset=1``) for cold-start tests and benches.
+    Serve it with :class:`HostRunner` (or :func:`serve`)."""
     settings = settings or Settings.from_env()
     limits = limits or HostLimits()
     _install_redaction()
@@ -427,7 +475,15 @@ def build_app(module: str = "function_app", *, settings: Settings | None = None,
             app.router.add_route(method, path, handler, expect_handler=expect)
         log.info("route %-6s %s%s", ",".join(methods), path, "" if needs_key else " (anonymous)")
 
+    if loop_monitor is not None:
+        async def loop_report(request: web.Request) -> web.Response:
+            return web.json_response(loop_monitor.report(reset=request.query.get("reset") == "1"))
+
+        app.router.add_get("/_host/loop", loop_report)
+
     async def on_startup(_: web.Application) -> None:
+        if loop_monitor is not None:
+            loop_monitor.start()
         if warm_up:
             from core.runtime import get_runtime
 
@@ -439,6 +495,8 @@ def build_app(module: str = "function_app", *, settings: Settings | None = None,
     async def on_cleanup(_: web.Application) -> None:
         import core.runtime as rt
 
+        if loop_monitor is not None:
+            await loop_monitor.stop()
         if rt._runtime is not None:
             await rt._runtime.close()
             rt._runtime = None
@@ -525,14 +583,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--like-functions-host", action="store_true",
                         help="start nothing until the first request, as the Functions host does (no warm-up "
                              "at start; the first request starts the index, catalog and city table loads)")
+    parser.add_argument("--loop-monitor-ms", type=float, default=0.0,
+                        help="log every event-loop stall longer than this and serve GET /_host/loop (0: off)")
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # one worker of --workers
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.workers > 1:
         return supervise(args)
     sys.path.insert(0, str(PROJECT_ROOT))
+    monitor = LoopMonitor(threshold_s=args.loop_monitor_ms / 1000) if args.loop_monitor_ms > 0 else None
     app = build_app(args.module, warm_up=not args.like_functions_host,
-                    wait_warm=args.reuse_port and not args.like_functions_host)
+                    wait_warm=args.reuse_port and not args.like_functions_host, loop_monitor=monitor)
     asyncio.run(serve(app, args.host, args.port, reuse_port=args.reuse_port))
     return 0
 
