@@ -321,6 +321,26 @@ def _pause_gc(max_s: float) -> _GcPause:
     return _GcPause(max_s)
 
 
+def preload_tables() -> None:
+    """Import time (function indexing), before any request: load the tables whose parse holds the GIL in
+    one long call, which no thread can keep off the event loop. The offline city table is one 17 MB JSON
+    document (``orjson.loads`` ~100 ms+ of CPU with the GIL held), needed unless Azure Maps is configured.
+    Then freeze what is loaded (constant time), so no collection walks it. Never raises: a failure here
+    shows later, where the table is used, as it would without the preload."""
+    try:
+        if os.environ.get("PRELOAD_TABLES", "1") == "0" or Settings.from_env().maps_configured:
+            return
+        from core.ads.geo import _OFFLINE
+
+        _OFFLINE.load()
+        gc.freeze()
+    except Exception as exc:  # import must not fail
+        log.warning("preloading the offline city table failed (it loads on first use): %s", exc)
+
+
+preload_tables()
+
+
 def get_runtime() -> Runtime:
     global _runtime
     if _runtime is None:
