@@ -97,13 +97,13 @@ asyncio.run(main())
 """
 
 
-def one_round(index: Path, redis_url: str, debug: bool, i: int) -> dict[str, Any]:
+def one_round(index: Path, redis_url: str, debug: bool, i: int, deadline_s: float | None = None) -> dict[str, Any]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     tmp = Path(tempfile.mkdtemp(prefix="cold-"))
     env = {"INDEX_LOCAL_PATH": str(index), "REDIS_URL": redis_url, "FUNCTION_KEYS": KEY, "REFRESH_INTERVAL_S": "0",
            "LOCAL_CACHE_DIR": str(tmp / "cache"), "ANTHROPIC_API_KEY": "", "HF_HUB_OFFLINE": "1",
-           "PYTHONASYNCIODEBUG": "1" if debug else ""}
+           "PYTHONASYNCIODEBUG": "1" if debug else "", **({"REQUEST_DEADLINE_S": str(deadline_s)} if deadline_s else {})}
     log = tmp / "host.log"
     control = subprocess.Popen([sys.executable, "-c", CONTROL], cwd=ROOT, stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True)  # an idle loop beside it: the machine's own stalls
@@ -130,13 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--index", type=Path, default=ROOT / "var" / "index", help="a built index bundle")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--asyncio-debug", action="store_true")
+    p.add_argument("--deadline-s", type=float, help="REQUEST_DEADLINE_S of the host (default: the app's, 8 s)")
     p.add_argument("--json", type=Path, help="write every round here")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     rounds = []
     with private_redis() as redis_url:
         for i in range(args.rounds):
-            r = one_round(args.index, redis_url, args.asyncio_debug, i)
+            r = one_round(args.index, redis_url, args.asyncio_debug, i, args.deadline_s)
             rounds.append(r)
             print(f"round {i + 1}: listen {r['listen_ms']:.0f} ms | cold: search {r['cold']['search_ms']:.0f} ms, "
                   f"ads {r['cold']['ads_ms']:.0f} ms, worst stall {r['cold']['stall_ms']:.0f} ms (busy "
