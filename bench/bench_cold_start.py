@@ -103,7 +103,9 @@ def one_round(index: Path, redis_url: str, debug: bool, i: int, deadline_s: floa
     tmp = Path(tempfile.mkdtemp(prefix="cold-"))
     env = {"INDEX_LOCAL_PATH": str(index), "REDIS_URL": redis_url, "FUNCTION_KEYS": KEY, "REFRESH_INTERVAL_S": "0",
            "LOCAL_CACHE_DIR": str(tmp / "cache"), "ANTHROPIC_API_KEY": "", "HF_HUB_OFFLINE": "1",
-           "PYTHONASYNCIODEBUG": "1" if debug else "", **({"REQUEST_DEADLINE_S": str(deadline_s)} if deadline_s else {})}
+           "PYTHONASYNCIODEBUG": "1" if debug else ""}
+    if deadline_s:
+        env["REQUEST_DEADLINE_S"] = str(deadline_s)
     log = tmp / "host.log"
     control = subprocess.Popen([sys.executable, "-c", CONTROL], cwd=ROOT, stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, text=True)  # an idle loop beside it: the machine's own stalls
