@@ -8,6 +8,7 @@ if any first search or ads request fails, or if Redis is reported down while it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import time
 import aiohttp
 import pytest
 
+from bench.harness import fake_claude
 from core.settings import PROJECT_ROOT
 from tests.fixtures.services import free_port, wait_for_port
 
@@ -50,12 +52,22 @@ async def _until_warm(base: str) -> dict:
     raise AssertionError(f"never warm: {health}")
 
 
-@pytest.fixture
-def cold_host(mini_bundle, redis_url, tmp_path):
-    """A fresh host process that has served nothing yet: (base URL, its log file)."""
+@pytest.fixture(params=["no-claude", "claude"])
+def cold_host(request, mini_bundle, redis_url, tmp_path):
+    """A fresh host process that has served nothing yet: (base URL, its log file). With "claude", the
+    fake Anthropic server (its own process) is configured, so the SDK's import is part of the cold start."""
+    with contextlib.ExitStack() as stack:
+        claude = {"ANTHROPIC_API_KEY": ""}
+        if request.param == "claude":
+            claude = {"ANTHROPIC_API_KEY": "test-key",
+                      "ANTHROPIC_BASE_URL": stack.enter_context(fake_claude(0.05))}
+        yield from _host(mini_bundle, redis_url, tmp_path, claude)
+
+
+def _host(mini_bundle, redis_url, tmp_path, extra):
     port = free_port()
     env = {**os.environ, "INDEX_LOCAL_PATH": str(mini_bundle), "REDIS_URL": redis_url, "FUNCTION_KEYS": KEY,
-           "REFRESH_INTERVAL_S": "0", "LOCAL_CACHE_DIR": str(tmp_path / "cache"), "ANTHROPIC_API_KEY": "",
+           "REFRESH_INTERVAL_S": "0", "LOCAL_CACHE_DIR": str(tmp_path / "cache"), **extra,
            "HF_HUB_OFFLINE": "1",
            # The first ads wait for the index and then the catalog (embedded at load); on this shared 2-core
            # machine (load average ~20 while measured) that took up to 9 s, more than the default 8 s deadline.
