@@ -328,7 +328,7 @@ def preload_tables() -> None:
     Then freeze what is loaded (constant time), so no collection walks it. Never raises: a failure here
     shows later, where the table is used, as it would without the preload."""
     try:
-        if os.environ.get("PRELOAD_TABLES", "1") == "0" or Settings.from_env().maps_configured:
+        if Settings.from_env().maps_configured:
             return
         from core.ads.geo import _OFFLINE
 
