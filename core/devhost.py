@@ -328,6 +328,7 @@ class LoopMonitor:
         self.threshold_s = threshold_s
         self.max_stall_s = 0.0
         self.max_busy_stall_s = 0.0
+        self.max_loop_cpu_s = 0.0  # the loop thread's own CPU during a stall: callbacks computing
         self.stalls: list[float] = []
         self.busy_stalls: list[float] = []
         self._task: asyncio.Task | None = None
@@ -342,10 +343,11 @@ class LoopMonitor:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            t, cpu = loop.time(), time.process_time()
+            t, cpu, own = loop.time(), time.process_time(), time.thread_time()
             await asyncio.sleep(self.interval_s)
             stall = loop.time() - t - self.interval_s
             busy = min(stall, time.process_time() - cpu)
+            self.max_loop_cpu_s = max(self.max_loop_cpu_s, min(stall, time.thread_time() - own))
             self.max_stall_s = max(self.max_stall_s, stall)
             self.max_busy_stall_s = max(self.max_busy_stall_s, busy)
             if stall > self.threshold_s:
@@ -357,9 +359,10 @@ class LoopMonitor:
     def report(self, reset: bool = False) -> dict[str, Any]:
         out = {"max_stall_ms": round(self.max_stall_s * 1000, 1), "stalls_over_threshold": len(self.stalls),
                "max_busy_stall_ms": round(self.max_busy_stall_s * 1000, 1),
+               "max_loop_cpu_stall_ms": round(self.max_loop_cpu_s * 1000, 1),
                "busy_stalls_over_threshold": len(self.busy_stalls), "threshold_ms": self.threshold_s * 1000}
         if reset:
-            self.max_stall_s = self.max_busy_stall_s = 0.0
+            self.max_stall_s = self.max_busy_stall_s = self.max_loop_cpu_s = 0.0
             self.stalls, self.busy_stalls = [], []
         return out
 

@@ -99,6 +99,7 @@ async def test_cold_start_holds_the_loop_under_50ms_and_answers_everything(cold_
     failed = [(kind, status, body) for kind, status, body in results if kind != "health" and status != 200]
     assert not failed, f"first requests failed after {first_s:.1f}s: {failed}"
     assert all(body.get("ads") is not None for kind, _, body in results if kind == "ads")
+    assert loop["max_loop_cpu_stall_ms"] < STALL_LIMIT_MS, f"a callback computed too long: {loop}"
     assert loop["max_busy_stall_ms"] < STALL_LIMIT_MS, f"event loop held: {loop}\n{text[-3000:]}"
     assert health["cache"]["redis"] == "up" and health["cache"].get("redis_ping") is True
     assert "Redis unavailable" not in text and "Redis is back" not in text
