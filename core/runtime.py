@@ -82,7 +82,7 @@ class Runtime:
             return SearchIndex.load(path, encoder_threads=s.encoder_threads, deep_verify=deep)
 
         return ArtifactHolder("search index", source, load, refresh_interval_s=s.refresh_interval_s,
-                              wait_s=_first_load_wait(s))
+                              wait_s=min(5.0, s.request_deadline_s), first_load_wait_s=_first_load_wait(s))
 
     async def _build_local_index(self) -> None:
         """Embedded default: build the sample knowledge base's bundle in a child process.
@@ -158,7 +158,8 @@ class Runtime:
             return LoadedCatalog.from_dir(path, index.encoder)
 
         return ArtifactHolder("ads catalog", source, load, refresh_interval_s=s.refresh_interval_s,
-                              retry_initial_s=0.5, wait_s=_first_load_wait(s))
+                              retry_initial_s=0.5, wait_s=min(5.0, s.request_deadline_s),
+                              first_load_wait_s=_first_load_wait(s))
 
     async def recommend_ads(self, req: Any, deadline: Any) -> dict[str, Any]:
         if self.catalog is None:
@@ -271,9 +272,10 @@ class Runtime:
 
 
 def _first_load_wait(s: Settings) -> float:
-    """How long a request waits for an artifact's first load before a 503: all of its deadline but a
-    second for the work itself. A cold start (the Functions host starts nothing before the first request)
-    then answers its first requests instead of refusing them."""
+    """How long a request waits for an artifact's first load, while it is under way and has not failed,
+    before a 503: all of its deadline but a second for the work itself. A cold start (the Functions host
+    starts nothing before the first request) then answers its first requests instead of refusing them.
+    Once a load has failed, requests wait at most 5 s (the holder's ``wait_s``)."""
     return max(1.0, s.request_deadline_s - 1.0)
 
 
