@@ -63,14 +63,15 @@ class LocalArtifactSource:
 class ArtifactHolder(Generic[T]):
     def __init__(self, name: str, source: ArtifactSource, loader: Callable[[Path], T], *,
                  refresh_interval_s: float = 60.0, retry_initial_s: float = 1.0, retry_max_s: float = 30.0,
-                 wait_s: float = 5.0) -> None:
+                 wait_s: float = 5.0, first_load_wait_s: float | None = None) -> None:
         self.name = name
         self.source = source
         self._loader = loader
         self.refresh_interval_s = refresh_interval_s
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
-        self.wait_s = wait_s
+        self._wait_s = wait_s
+        self._first_load_wait_s = wait_s if first_load_wait_s is None else first_load_wait_s
         self.current: T | None = None
         self.pointer: dict[str, Any] | None = None
         self.loaded_at: float | None = None
@@ -84,6 +85,14 @@ class ArtifactHolder(Generic[T]):
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -------------------------------------------------------------------- state
+    @property
+    def wait_s(self) -> float:
+        """How long a request waits for a version: ``first_load_wait_s`` while the first load is under way
+        and has not failed (a cold start), else ``wait_s`` (a failing source answers 503 sooner)."""
+        if self.current is None and self.last_error is None:
+            return self._first_load_wait_s
+        return self._wait_s
+
     @property
     def version(self) -> str | None:
         return None if self.pointer is None else str(self.pointer["version"])

@@ -40,3 +40,16 @@ async def test_oversized_body_refused_before_parsing(runtime, serve, sample_bund
         async with http.post(f"{base}/api/search", data=b"{" + b" " * 5000 + b"}",
                              headers={"x-functions-key": KEY, "Content-Type": "application/json"}) as r:
             assert r.status == 413 and (await r.json())["error"]["code"] == "payload_too_large"
+
+
+async def test_key_rule_a_present_header_decides(runtime, serve, sample_bundle, redis_url, tmp_path):
+    base = await serve(app_settings(sample_bundle, redis_url, tmp_path))
+    async with aiohttp.ClientSession() as http:
+        # A right header wins over a wrong ?code=; an empty header is not rescued by a right ?code=.
+        async with http.get(f"{base}/api/search", params={"q": "passport", "code": "wrong"},
+                            headers={"x-functions-key": KEY}) as r:
+            assert r.status == 200
+        async with http.get(f"{base}/api/search", params={"q": "passport", "code": KEY},
+                            headers={"x-functions-key": ""}) as r:
+            assert r.status == 401 and (await r.json())["error"]["message"] == "the function key is not valid"
+            assert r.headers["X-Request-Id"] and r.headers["X-Process-Time"]
