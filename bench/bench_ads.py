@@ -57,24 +57,21 @@ async def open_connections(http: Any, base: str, n: int) -> None:
     await asyncio.gather(*(one() for _ in range(n)))
 
 
-async def burst(base: str, convs: list[dict], n: int, tag: str, timeout_s: float,
-                http: Any | None = None) -> dict[str, Any]:
-    """``n`` /api/ads requests at once; latency, statuses, degraded and ads counts. ``http``: the
-    driver's one session (an unlimited pool, connections already open); a new one when None."""
-    import aiohttp
+class _Tally:
+    """Latency samples and what the 200 answers said (degraded, with ads, fallback reasons)."""
 
-    from bench.harness import KEY, Samples
+    def __init__(self) -> None:
+        from bench.harness import Samples
 
-    samples = Samples()
-    degraded = with_ads = 0
-    reasons: dict[str, int] = {}
-    start = asyncio.Event()
+        self.samples = Samples()
+        self.degraded = self.with_ads = 0
+        self.reasons: dict[str, int] = {}
 
-    async def one(i: int, http: aiohttp.ClientSession) -> None:
-        nonlocal degraded, with_ads
-        conv = convs[i % len(convs)]
-        body = {**conv, "thread_name": f"{tag}-{i}"}
-        await start.wait()
+    async def post(self, http: Any, base: str, body: dict, timeout_s: float) -> None:
+        import aiohttp
+
+        from bench.harness import KEY
+
         t0 = time.perf_counter()
         status, payload = 0, None
         try:
@@ -84,12 +81,29 @@ async def burst(base: str, convs: list[dict], n: int, tag: str, timeout_s: float
                 payload = await r.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
             pass
-        samples.add((time.perf_counter() - t0) * 1000, status)
+        self.samples.add((time.perf_counter() - t0) * 1000, status)
         if status == 200 and isinstance(payload, dict):
-            degraded += bool(payload.get("degraded"))
-            with_ads += bool(payload.get("ads"))
+            self.degraded += bool(payload.get("degraded"))
+            self.with_ads += bool(payload.get("ads"))
             for reason in payload.get("reasons", []):
-                reasons[reason] = reasons.get(reason, 0) + 1
+                self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+    def counts(self) -> dict[str, Any]:
+        return {"degraded": self.degraded, "with_ads": self.with_ads, "reasons": self.reasons}
+
+
+async def burst(base: str, convs: list[dict], n: int, tag: str, timeout_s: float,
+                http: Any | None = None) -> dict[str, Any]:
+    """``n`` /api/ads requests at once; latency, statuses, degraded and ads counts. ``http``: the
+    driver's one session (an unlimited pool, connections already open); a new one when None."""
+    import aiohttp
+
+    tally = _Tally()
+    start = asyncio.Event()
+
+    async def one(i: int, http: aiohttp.ClientSession) -> None:
+        await start.wait()
+        await tally.post(http, base, {**convs[i % len(convs)], "thread_name": f"{tag}-{i}"}, timeout_s)
 
     own = http is None
     if own:
@@ -104,52 +118,29 @@ async def burst(base: str, convs: list[dict], n: int, tag: str, timeout_s: float
     finally:
         if own:
             await http.close()
-    return {**samples.summary(), "wall_s": round(wall, 2), "requests_per_s": round(n / wall, 1),
-            "degraded": degraded, "with_ads": with_ads, "reasons": reasons}
+    return {**tally.samples.summary(), "wall_s": round(wall, 2), "requests_per_s": round(n / wall, 1),
+            **tally.counts()}
 
 
 async def closed_loop(base: str, convs: list[dict], concurrency: int, duration_s: float, tag: str,
                       timeout_s: float, http: Any) -> dict[str, Any]:
     """``concurrency`` requests in flight for ``duration_s``: each worker sends its next request as soon as
     the previous one is answered (every request on its own thread name: one Claude call each)."""
-    import aiohttp
-
-    from bench.harness import KEY, Samples
-
-    samples = Samples()
-    degraded = with_ads = 0
-    reasons: dict[str, int] = {}
+    tally = _Tally()
     counter = iter(range(10**9))
     t0 = time.perf_counter()
     stop_at = t0 + duration_s
 
     async def worker() -> None:
-        nonlocal degraded, with_ads
         while time.perf_counter() < stop_at:
             i = next(counter)
-            body = {**convs[i % len(convs)], "thread_name": f"{tag}-{i}"}
-            started = time.perf_counter()
-            status, payload = 0, None
-            try:
-                async with http.post(f"{base}/api/ads", json=body, headers={"x-functions-key": KEY},
-                                     timeout=aiohttp.ClientTimeout(total=timeout_s)) as r:
-                    status = r.status
-                    payload = await r.json(content_type=None)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-                pass
-            samples.add((time.perf_counter() - started) * 1000, status)
-            if status == 200 and isinstance(payload, dict):
-                degraded += bool(payload.get("degraded"))
-                with_ads += bool(payload.get("ads"))
-                for reason in payload.get("reasons", []):
-                    reasons[reason] = reasons.get(reason, 0) + 1
+            await tally.post(http, base, {**convs[i % len(convs)], "thread_name": f"{tag}-{i}"}, timeout_s)
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall = time.perf_counter() - t0
-    summary = samples.summary()
+    summary = tally.samples.summary()
     return {**summary, "concurrency": concurrency, "wall_s": round(wall, 2),
-            "requests_per_s": round(summary.get("n", 0) / wall, 2), "degraded": degraded, "with_ads": with_ads,
-            "reasons": reasons}
+            "requests_per_s": round(summary.get("n", 0) / wall, 2), **tally.counts()}
 
 
 async def warm(base: str, convs: list[dict], tag: str) -> None:

@@ -29,6 +29,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from core.search.embed import output_rows
+
 INDEX = "index.json"
 LOCK = ".lock"
 MAX_SHARDS = 8
@@ -156,10 +158,7 @@ class EmbeddingCache:
         pending until :meth:`commit`.
         """
         n = len(texts)
-        if out is None:
-            out = np.empty((n, self.dim), dtype=np.float32)
-        elif out.shape != (n, self.dim) or out.dtype != np.float32:
-            raise ValueError(f"out must be float32 {(n, self.dim)}, not {out.dtype} {out.shape}")
+        out = output_rows(out, n, self.dim)
         if n == 0:
             return out, {"embedded": 0, "reused": 0}
         keys = text_keys(texts)

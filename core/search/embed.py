@@ -56,6 +56,15 @@ def graph_fingerprint(encoder_dir: Path, max_seq_length: int) -> str:
     return h.hexdigest()[:16]
 
 
+
+def output_rows(out: np.ndarray | None, n: int, dim: int) -> np.ndarray:
+    """``out`` checked to be float32 ``(n, dim)`` (e.g. an ``np.memmap``), or a new such array."""
+    if out is None:
+        return np.empty((n, dim), dtype=np.float32)
+    if out.shape != (n, dim) or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 {(n, dim)}, not {out.dtype} {out.shape}")
+    return out
+
 class PassageEmbedder:
     """Embeds passages with an exported encoder folder; output float32 ``(n, dim)``, L2-normalised."""
 
@@ -84,10 +93,7 @@ class PassageEmbedder:
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of strings")
         n = len(texts)
-        if out is None:
-            out = np.empty((n, self.dim), dtype=np.float32)
-        elif out.shape != (n, self.dim) or out.dtype != np.float32:
-            raise ValueError(f"out must be float32 {(n, self.dim)}, not {out.dtype} {out.shape}")
+        out = output_rows(out, n, self.dim)
         if n == 0:
             return out
         from tqdm import tqdm
@@ -109,17 +115,7 @@ class PassageEmbedder:
                     width = int(tlen[sub[min(start + MAX_ROWS, len(sub)) - 1]])
                     rows = max(1, min(MAX_ROWS, TOKEN_BUDGET // max(width, 1), len(sub) - start))
                     batch = sub[start:start + rows]
-                    width = int(tlen[batch[-1]])  # sorted: the last is the longest
-                    ids = np.zeros((rows, width), dtype=np.int64)
-                    mask = np.zeros_like(ids)
-                    types = np.zeros_like(ids)
-                    for r, j in enumerate(batch):
-                        e = encs[j]
-                        m = len(e.ids)
-                        ids[r, :m] = e.ids
-                        mask[r, :m] = e.attention_mask
-                        types[r, :m] = e.type_ids
-                    out[window[batch]] = self._encoder._run(ids, mask, types)
+                    out[window[batch]] = self._encoder.run_padded([encs[j] for j in batch])
                     bar.update(rows)
                     start += rows
         return out

@@ -78,6 +78,19 @@ class QueryEncoder:
             raise ArtifactError(f"{encoder_dir}: encoder outputs {out.shape[1]} dims, config says {enc.dim}")
         return enc
 
+    def run_padded(self, encs: list) -> np.ndarray:
+        """Run tokenised texts as one batch padded to its longest member: float32 ``(len(encs), dim)``."""
+        width = max(len(e.ids) for e in encs)
+        ids = np.zeros((len(encs), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        types = np.zeros_like(ids)
+        for row, e in enumerate(encs):
+            m = len(e.ids)
+            ids[row, :m] = e.ids
+            mask[row, :m] = e.attention_mask
+            types[row, :m] = e.type_ids
+        return self._run(ids, mask, types)
+
     def _run(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
         feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._inputs:
@@ -109,15 +122,5 @@ class QueryEncoder:
         order = sorted(range(n), key=lambda i: len(encs[i].ids))
         for start in range(0, n, _BATCH):
             chunk = order[start:start + _BATCH]
-            width = max(len(encs[i].ids) for i in chunk)
-            ids = np.zeros((len(chunk), width), dtype=np.int64)
-            mask = np.zeros_like(ids)
-            types = np.zeros_like(ids)
-            for row, i in enumerate(chunk):
-                e = encs[i]
-                m = len(e.ids)
-                ids[row, :m] = e.ids
-                mask[row, :m] = e.attention_mask
-                types[row, :m] = e.type_ids
-            out[chunk] = self._run(ids, mask, types)
+            out[chunk] = self.run_padded([encs[i] for i in chunk])
         return out
