@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -245,23 +246,32 @@ class ClaudeClient:
         self._last_error: str = ""
         self._last_error_reason: str = ""
         self._calls = 0
+        self._client_lock = threading.Lock()
 
     @property
     def configured(self) -> bool:
         return bool(self.settings.anthropic_api_key)
 
-    def _sdk(self) -> Any:
-        """The one AsyncAnthropic, created on first use inside the running loop."""
-        if self._client is None:
-            import anthropic
+    def prepare(self) -> None:
+        """Import the SDK and create the client: blocking work (~1 s), for a thread before the first call.
+        The client opens its aiohttp session lazily, on its first request, in the loop that makes it."""
+        self._sdk()
 
-            self._client = anthropic.AsyncAnthropic(
-                api_key=self.settings.anthropic_api_key,
-                base_url=self.settings.anthropic_base_url or None,
-                max_retries=0,  # our tenacity loop is the only retry layer
-                timeout=max(0.1, float(self.settings.claude_timeout_s)),
-                http_client=anthropic.DefaultAioHttpClient(),
-            )
+    def _sdk(self) -> Any:
+        """The one AsyncAnthropic, created on first use (or by :meth:`prepare`, in a thread: hence the lock)."""
+        if self._client is not None:
+            return self._client
+        with self._client_lock:
+            if self._client is None:
+                import anthropic
+
+                self._client = anthropic.AsyncAnthropic(
+                    api_key=self.settings.anthropic_api_key,
+                    base_url=self.settings.anthropic_base_url or None,
+                    max_retries=0,  # our tenacity loop is the only retry layer
+                    timeout=max(0.1, float(self.settings.claude_timeout_s)),
+                    http_client=anthropic.DefaultAioHttpClient(),
+                )
         return self._client
 
     def status(self) -> dict[str, Any]:
