@@ -160,9 +160,9 @@ var anthropicKeyGiven = (!empty(anthropicApiKey)) && (!startsWith(anthropicApiKe
 // (bench/load.py --sweep, README "Scaling and host settings"); tests/test_infra.py keeps the
 // README table and this map in step.
 var perInstanceConcurrencyByMemory = {
-  '512': 1
-  '2048': 4
-  '4096': 8
+  '512': 2
+  '2048': 8
+  '4096': 16
 }
 var perInstanceConcurrency = (httpPerInstanceConcurrency > 0) ? httpPerInstanceConcurrency : perInstanceConcurrencyByMemory[string(instanceMemoryMB)]
 
