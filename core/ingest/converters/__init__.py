@@ -64,6 +64,43 @@ def clean(text: str) -> str:
     return "\n".join(out).strip()
 
 
+class SectionBuilder:
+    """Body text cut into sections at headings; each section carries the path of the headings above it.
+
+    Converters append body text to ``buf`` and call :meth:`heading` at each heading: a heading closes the
+    open section and replaces every heading of its level or deeper on the path (an empty one only closes).
+    """
+
+    def __init__(self, sep: str = "") -> None:
+        self.buf: list[str] = []
+        self.first_heading = ""   # the document's first heading, any level
+        self.first_h1 = ""        # its first level-1 heading
+        self._sep = sep
+        self._stack: list[tuple[int, str]] = []
+        self._sections: list[Section] = []
+
+    def flush(self) -> None:
+        text = clean(self._sep.join(self.buf))
+        if text:
+            self._sections.append(Section(tuple(h for _, h in self._stack), text))
+        self.buf.clear()
+
+    def heading(self, level: int, text: str) -> None:
+        self.flush()
+        while self._stack and self._stack[-1][0] >= level:
+            self._stack.pop()
+        if text:
+            self._stack.append((level, text))
+            self.first_heading = self.first_heading or text
+            if level == 1 and not self.first_h1:
+                self.first_h1 = text
+
+    def sections(self) -> list[Section]:
+        """The sections, the open one closed."""
+        self.flush()
+        return self._sections
+
+
 def decode_text(data: bytes) -> str:
     """UTF-8 (with or without BOM), else UTF-16 with a BOM, else Windows-1252; refuse binary."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):

@@ -12,8 +12,8 @@ import io
 import re
 import zipfile
 
-from core.ingest.converters import Converted, clean
-from core.ingest.models import ConversionError, Section
+from core.ingest.converters import Converted, SectionBuilder
+from core.ingest.models import ConversionError
 
 MAX_ENTRIES = 10_000
 MAX_UNCOMPRESSED = 256 * 2**20
@@ -64,17 +64,9 @@ def convert(data: bytes, name: str) -> Converted:
         raise
     except Exception as exc:  # noqa: BLE001 - python-docx raises many kinds on broken parts
         raise ConversionError(f"corrupt DOCX ({type(exc).__name__}: {exc})") from None
-    sections: list[Section] = []
-    stack: list[tuple[int, str]] = []
-    buf: list[str] = []
+    out = SectionBuilder(sep="\n")
+    buf = out.buf
     style_title = ""
-    first_heading = ""
-
-    def flush() -> None:
-        text = clean("\n".join(buf))
-        if text:
-            sections.append(Section(tuple(h for _, h in stack), text))
-        buf.clear()
 
     for block in blocks:
         if isinstance(block, Table):
@@ -92,12 +84,8 @@ def convert(data: bytes, name: str) -> Converted:
             style_title = style_title or text
             continue
         if level and text:
-            flush()
-            while stack and stack[-1][0] >= level:
-                stack.pop()
-            stack.append((level, text))
-            first_heading = first_heading or text
+            out.heading(level, text)
             continue
         buf.append(block.text)
-    flush()
-    return Converted(core_title or style_title or first_heading, sections)
+    sections = out.sections()
+    return Converted(core_title or style_title or out.first_heading, sections)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import lxml.etree as etree
 import lxml.html
 
-from core.ingest.converters import Converted, clean
-from core.ingest.models import ConversionError, Section
+from core.ingest.converters import Converted, SectionBuilder
+from core.ingest.models import ConversionError
 
 DROP_TAGS = ("script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "button",
              "svg", "iframe", "object", "embed", "canvas", "select", "dialog")
@@ -59,17 +59,9 @@ def convert(data: bytes, name: str) -> Converted:
         main = articles if len(articles) == 1 else []
     body = main[0] if main else (root.find("body") if root.find("body") is not None else root)
 
-    sections: list[Section] = []
-    stack: list[tuple[int, str]] = []
-    buf: list[str] = []
-    first_h1 = ""
+    out = SectionBuilder()
+    buf = out.buf
     skip_until = None   # the heading element being read as a heading: its text is not body text
-
-    def flush() -> None:
-        text = clean("".join(buf))
-        if text:
-            sections.append(Section(tuple(h for _, h in stack), text))
-        buf.clear()
 
     for event, el in etree.iterwalk(body, events=("start", "end")):
         tag = el.tag if isinstance(el.tag, str) else ""
@@ -78,14 +70,7 @@ def convert(data: bytes, name: str) -> Converted:
                 continue
             level = HEADINGS.get(tag)
             if level:
-                flush()
-                heading = _heading_text(el)
-                while stack and stack[-1][0] >= level:
-                    stack.pop()
-                if heading:
-                    stack.append((level, heading))
-                    if level == 1 and not first_h1:
-                        first_h1 = heading
+                out.heading(level, _heading_text(el))
                 skip_until = el
                 continue
             if tag in BLOCKS:
@@ -107,5 +92,5 @@ def convert(data: bytes, name: str) -> Converted:
                 buf.append(" | ")
             if el.tail and el is not body:
                 buf.append(el.tail)
-    flush()
-    return Converted(title or first_h1, sections)
+    sections = out.sections()
+    return Converted(title or out.first_h1, sections)

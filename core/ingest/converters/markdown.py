@@ -10,8 +10,7 @@ import re
 
 from markdown_it import MarkdownIt
 
-from core.ingest.converters import Converted, clean, decode_text
-from core.ingest.models import Section
+from core.ingest.converters import Converted, SectionBuilder, decode_text
 
 _MD = MarkdownIt("commonmark", {"html": True}).enable("table")
 _FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S)
@@ -45,32 +44,15 @@ def _inline_text(tok) -> str:
 def convert(data: bytes, name: str) -> Converted:
     title, text = _front_matter(decode_text(data))
     tokens = _MD.parse(text)
-    sections: list[Section] = []
-    stack: list[tuple[int, str]] = []
-    buf: list[str] = []
-    first_heading = ""
-    first_h1 = ""
-
-    def flush() -> None:
-        body = clean("".join(buf))
-        if body:
-            sections.append(Section(tuple(h for _, h in stack), body))
-        buf.clear()
+    out = SectionBuilder()
+    buf = out.buf
 
     i = 0
     while i < len(tokens):
         tok = tokens[i]
         if tok.type == "heading_open":
             level = int(tok.tag[1])
-            heading = " ".join(_inline_text(tokens[i + 1]).split())
-            flush()
-            while stack and stack[-1][0] >= level:
-                stack.pop()
-            if heading:
-                stack.append((level, heading))
-                first_heading = first_heading or heading
-                if level == 1 and not first_h1:
-                    first_h1 = heading
+            out.heading(level, " ".join(_inline_text(tokens[i + 1]).split()))
             i += 3
             continue
         if tok.type == "inline":
@@ -83,5 +65,5 @@ def convert(data: bytes, name: str) -> Converted:
         elif tok.type in _BLOCK_END:
             buf.append("\n\n")
         i += 1
-    flush()
-    return Converted(title or first_h1 or first_heading, sections)
+    sections = out.sections()
+    return Converted(title or out.first_h1 or out.first_heading, sections)
