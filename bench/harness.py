@@ -133,6 +133,20 @@ class Samples:
                 "statuses": {str(k): v for k, v in sorted(self.statuses.items())}}
 
 
+async def timed_post(session: Any, url: str, body: dict, client_timeout: Any) -> tuple[float, int]:
+    """POST ``body`` with the function key and read the answer: (latency ms, status; 0 when it failed)."""
+    import aiohttp
+
+    t0 = time.perf_counter()
+    try:
+        async with session.post(url, json=body, headers={"x-functions-key": KEY}, timeout=client_timeout) as r:
+            await r.read()
+            status = r.status
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        status = 0
+    return (time.perf_counter() - t0) * 1000, status
+
+
 async def fire(session: Any, jobs: list[tuple[str, str, dict]], concurrency: int,
                timeout_s: float = 30) -> tuple[dict[str, Samples], float]:
     """Send every (name, url, json body) job with at most ``concurrency`` in flight."""
@@ -150,14 +164,8 @@ async def fire(session: Any, jobs: list[tuple[str, str, dict]], concurrency: int
                 name, url, body = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            t0 = time.perf_counter()
-            try:
-                async with session.post(url, json=body, headers={"x-functions-key": KEY}, timeout=timeout) as r:
-                    await r.read()
-                    status = r.status
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                status = 0
-            results.setdefault(name, Samples()).add((time.perf_counter() - t0) * 1000, status)
+            ms, status = await timed_post(session, url, body, timeout)
+            results.setdefault(name, Samples()).add(ms, status)
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))

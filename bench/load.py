@@ -46,7 +46,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import (KEY, Samples, fake_claude, fire, load_conversations, load_queries,  # noqa: E402
+from bench.harness import (Samples, fake_claude, fire, timed_post, load_conversations, load_queries,  # noqa: E402
                            local_host, parse_cpus, pin, print_table, private_redis, rss_mb)
 
 SWEEP_WORKLOADS = ("miss", "cached", "ads")
@@ -144,14 +144,7 @@ async def closed_loop(http: Any, next_job: Callable[[], tuple[str, str, dict]], 
 
     async def one() -> tuple[float, int]:
         _, url, body = next_job()
-        start = time.perf_counter()
-        try:
-            async with http.post(url, json=body, headers={"x-functions-key": KEY}, timeout=timeout) as r:
-                await r.read()
-                status = r.status
-        except (aiohttp.ClientError, asyncio.TimeoutError):
-            status = 0
-        return (time.perf_counter() - start) * 1000, status
+        return await timed_post(http, url, body, timeout)
 
     async def worker() -> None:
         while True:
