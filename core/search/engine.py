@@ -264,6 +264,11 @@ class SearchIndex:
             combined += alpha * _norm(d_pass[s:e], *d_range)
         return s + int(np.argmax(combined))
 
+    @property
+    def tokenizer(self) -> TextTokenizer:
+        """The BM25 tokenizer this bundle was built with (its manifest's settings)."""
+        return self._bm25.tokenizer
+
     def info(self) -> dict[str, Any]:
         """A short description for health endpoints and logs."""
         return {"version": self.version, "doc_count": self.doc_count, "passage_count": self.passage_count,

@@ -56,18 +56,6 @@ class SearchService:
         self.executor = executor
         self.answer_fn = answer_fn
         self.flight = SingleFlight()
-        self._tokenizer_of: tuple[str, TextTokenizer] | None = None
-
-    def _tokenizer(self, index: Any) -> TextTokenizer:
-        """The index's own BM25 tokenizer (from its manifest), made once per index version."""
-        cached = self._tokenizer_of
-        if cached is None or cached[0] != index.version:
-            try:
-                tokenizer = TextTokenizer.from_settings(index.manifest["bm25"]["tokenizer"])
-            except (AttributeError, KeyError, TypeError, ValueError):
-                tokenizer = DEFAULT_TOKENIZER
-            cached = self._tokenizer_of = (index.version, tokenizer)
-        return cached[1]
 
     def cache_key(self, req: SearchRequest, version: str) -> str:
         s = self.settings
@@ -79,7 +67,7 @@ class SearchService:
     async def search(self, req: SearchRequest, deadline: Deadline) -> dict[str, Any]:
         t0 = time.perf_counter()
         index = await self.index.get(wait_s=deadline.cap(self.index.wait_s))
-        reason = unsearchable_reason(req.query, self._tokenizer(index))
+        reason = unsearchable_reason(req.query, index.tokenizer)
         if reason is not None:
             payload: dict[str, Any] = {"query": req.query, "results": [], "index_version": index.version,
                                        "fusion": self.settings.fusion_method, "no_results_reason": reason}
