@@ -75,7 +75,12 @@ def read_manifest(root: Path) -> dict[str, Any]:
     return manifest
 
 
-def verify(root: Path, *, kind: str | None = None, format_version: int | None = None,
+def format_ok(found: Any, wanted: int | tuple[int, ...]) -> bool:
+    """Whether a manifest's ``format_version`` is one this code reads (``wanted``: one version or several)."""
+    return found in (wanted if isinstance(wanted, tuple) else (wanted,))
+
+
+def verify(root: Path, *, kind: str | None = None, format_version: int | tuple[int, ...] | None = None,
            deep: bool = True) -> dict[str, Any]:
     """Check an artifact folder against its manifest and return the manifest.
 
@@ -86,7 +91,7 @@ def verify(root: Path, *, kind: str | None = None, format_version: int | None = 
     manifest = read_manifest(root)
     if kind is not None and manifest.get("kind") != kind:
         raise ArtifactError(f"{root}: kind {manifest.get('kind')!r}, expected {kind!r}")
-    if format_version is not None and manifest.get("format_version") != format_version:
+    if format_version is not None and not format_ok(manifest.get("format_version"), format_version):
         raise ArtifactError(
             f"{root}: format version {manifest.get('format_version')!r}, this code reads {format_version}")
     for rel, meta in manifest["files"].items():

@@ -38,7 +38,7 @@ from core.ads.service import AdsService
 from core.artifacts import ArtifactError
 from core.holder import ArtifactHolder, LocalArtifactSource
 from core.search.answer import answer as _answer_with_claude
-from core.search.bundle import FORMAT_VERSION, KIND
+from core.search.bundle import KIND, READ_FORMATS
 from core.search.engine import SearchIndex
 from core.search.service import SearchService
 from core.settings import PROJECT_ROOT, Settings
@@ -71,7 +71,7 @@ class Runtime:
         if s.blob_configured:
             from core.adapters.blob import BlobArtifactSource
 
-            source: Any = BlobArtifactSource(s, s.index_container, kind=KIND, format_version=FORMAT_VERSION)
+            source: Any = BlobArtifactSource(s, s.index_container, kind=KIND, format_version=READ_FORMATS)
             deep = False  # fetch() verified every file's sha256 on download
         else:
             source = LocalArtifactSource(s.path(s.index_local_path), ensure=self._build_local_index)

@@ -163,8 +163,11 @@ def test_rebuilds_are_byte_identical_across_hash_seeds(tmp_path):
         subprocess.run([sys.executable, "-c", DETERMINISM, str(out), str(_packages_corpus())], check=True,
                        env=env, cwd=ROOT, timeout=300)
         digests.append(_digests(out))
-    assert B.ANN_FILE in digests[0] and "bm25/vocab.index.json" in digests[0] and "filters.json" in digests[0]
+    assert B.ANN_FILE in digests[0] and "bm25/terms.bin" in digests[0] and "filters.json" in digests[0]
+    assert "documents.blocks.npy" in digests[0]   # the compressed document store is covered too
     assert digests[0] == digests[1]
-    vocab = json.loads((tmp_path / "seed1" / "bm25" / "vocab.index.json").read_text(encoding="utf-8"))
-    terms = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1]) if t]
-    assert terms == sorted(terms)   # term ids follow the sorted vocabulary
+    root = tmp_path / "seed1" / "bm25"
+    offsets = np.load(root / "terms.idx.npy")
+    blob = (root / "terms.bin").read_bytes()
+    terms = [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:])]
+    assert len(terms) > 1000 and terms == sorted(terms)   # term ids follow the sorted vocabulary

@@ -79,6 +79,10 @@ def test_save_load_mmap_round_trip(tmp_path):
     # Same scores as bm25s' own loader and scorer on the same files.
     import bm25s
 
+    # The bundle drops bm25s' JSON vocabulary (the sorted terms blob replaces it); give its loader one back.
+    assert not (tmp_path / "bm25" / "vocab.index.json").exists()
+    vocab = {again._term(i).decode("utf-8"): i for i in range(again.vocab_size)}
+    (tmp_path / "bm25" / "vocab.index.json").write_text(json.dumps(vocab), encoding="utf-8")
     ref = bm25s.BM25.load(str(tmp_path / "bm25"), mmap=True)
     for q in QUERIES:
         ids = [ref.vocab_dict[t] for t in DEFAULT_TOKENIZER(q) if t in ref.vocab_dict]

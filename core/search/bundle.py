@@ -1,17 +1,19 @@
 """The search-index bundle: layout, document validation, the streaming writer, reading.
 
-A bundle is a folder (an artifact of kind ``search-index``, format 2, see
-``core.artifacts``)::
+A bundle is a folder (an artifact of kind ``search-index``, format 3, see
+``core.artifacts``; format 2 bundles, whose document store is not compressed,
+are still read)::
 
     manifest.json          kind, format_version, version, files (sha256 + size), and
                            doc_count, passage_count, encoder, bm25, dense, chunking, embeddings, source
     documents.*, metadata.*, passages.*, doc_starts.npy, filters.*
                            the compact memory-mapped document store (``core.search.docstore``):
-                           UTF-8 blobs + int64 offsets, deduplicated metadata, filter postings
+                           zstd-compressed UTF-8 blocks + offsets, deduplicated metadata, filter postings
     embeddings.npy         dense kind "exact": float32 (passage_count, dim), L2-normalised, mmap'd
     dense/hnsw.faiss       dense kind "hnsw": faiss HNSW graph over 8-bit scalar-quantised vectors, codes
                            mmap'd (``core.search.ann``)
-    bm25/                  bm25s index (params/vocab json + CSC .npy arrays, term ids in sorted order), mmap'd
+    bm25/                  bm25s index (params json + CSC .npy arrays, term ids in sorted order, the sorted
+                           terms as a blob + offsets), mmap'd
     encoder/               model.onnx, tokenizer.json, encoder.json: the query encoder, i.e.
                            the graph that embedded the passages
 
@@ -34,7 +36,8 @@ from core.search.docstore import DocStore, DocStoreWriter
 from core.search.text import MAX_WORDS, OVERLAP, split_passages
 
 KIND = "search-index"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3          # what the builder writes
+READ_FORMATS = (2, 3)       # what the reader accepts (2: uncompressed document store)
 EMBEDDINGS = "embeddings.npy"
 ANN_FILE = "dense/hnsw.faiss"
 BM25_DIR = "bm25"
@@ -232,7 +235,7 @@ class BundleWriter:
             DenseIndex.save(self.root / EMBEDDINGS, vectors)
             stored = {"dtype": "float32", "file": EMBEDDINGS}
         return {"doc_count": self.doc_count, "passage_count": n, "bm25": bm25_settings, "dense": dense,
-                "chunking": self.chunking,
+                "chunking": self.chunking, "documents": docstore.settings(),
                 "embeddings": {"shape": [n, self.dim], "normalized": True, **stored}}
 
 
@@ -260,13 +263,14 @@ def open_bundle(root: Path, *, deep_verify: bool = True) -> BundleParts:
     from core.artifacts import verify
 
     root = Path(root)
-    manifest = verify(root, kind=KIND, format_version=FORMAT_VERSION, deep=deep_verify)
+    manifest = verify(root, kind=KIND, format_version=READ_FORMATS, deep=deep_verify)
     missing = [f for f in MANIFEST_FIELDS if f not in manifest]
     if missing:
         raise ArtifactError(f"{root}: manifest lacks {', '.join(missing)}")
     dense = dense_settings(manifest)
     dense_file = EMBEDDINGS if dense["kind"] == "exact" else dense.get("hnsw", {}).get("file", ANN_FILE)
-    required = [*docstore.FILES, dense_file, f"{ENCODER_DIR}/model.onnx", f"{ENCODER_DIR}/tokenizer.json",
+    store_files = docstore.FILES if manifest["format_version"] >= 3 else docstore.FILES_V2
+    required = [*store_files, dense_file, f"{ENCODER_DIR}/model.onnx", f"{ENCODER_DIR}/tokenizer.json",
                 f"{ENCODER_DIR}/encoder.json", f"{BM25_DIR}/params.index.json", f"{BM25_DIR}/terms.bin",
                 f"{BM25_DIR}/terms.idx.npy"]
     absent = [f for f in required if f not in manifest["files"]]
