@@ -7,7 +7,11 @@ encoder folder, see ``export.py``) and the same tokenizer settings as
 Throughput comes from padding little: texts are ordered by length (characters
 first, globally; then tokens within a window), each batch is padded only to its
 longest member, and a batch holds at most ``TOKEN_BUDGET`` padded tokens (many
-short texts, few long ones). All cores by default. A graph that must run one
+short texts, few long ones). All cores by default, as one single-threaded
+onnxruntime session per core, each running its own batches: on 2 cores and
+~20-token texts that beat one 2-thread session by ~15% (small matrices split
+badly across threads), and small batches (64 rows, 2,048 tokens) beat large
+ones (256 rows, 8,192 tokens) by ~25% (docs/search-engine.md). A graph that must run one
 text at a time (dynamic int8 quantisation, ``encoder.json`` ``"batching":
 "single"``, see ``encoder.py``) is run unpadded by ``threads`` workers sharing
 one single-threaded session instead: same vectors as the query path, bit for
@@ -23,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
@@ -34,8 +39,8 @@ from core.search.encoder import CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE, QueryEn
 
 FINGERPRINT_RECIPE = "passage-embed/v1"
 WINDOW = 4096          # texts tokenised at once (in length order)
-TOKEN_BUDGET = 8192    # padded tokens per onnxruntime call
-MAX_ROWS = 256         # rows per call, whatever the budget
+TOKEN_BUDGET = 2048    # padded tokens per onnxruntime call
+MAX_ROWS = 64          # rows per call, whatever the budget
 
 
 def cpu_count() -> int:
@@ -68,8 +73,10 @@ def output_rows(out: np.ndarray | None, n: int, dim: int) -> np.ndarray:
 class PassageEmbedder:
     """Embeds passages with an exported encoder folder; output float32 ``(n, dim)``, L2-normalised."""
 
-    def __init__(self, encoder: QueryEncoder, fingerprint: str, threads: int) -> None:
+    def __init__(self, encoder: QueryEncoder, fingerprint: str, threads: int,
+                 workers: list[QueryEncoder] | None = None) -> None:
         self._encoder = encoder
+        self._workers = workers or [encoder]   # one single-threaded session per core
         self.fingerprint = fingerprint
         self.threads = threads
         self.dim = encoder.dim
@@ -84,8 +91,10 @@ class PassageEmbedder:
             single = json.loads((Path(encoder_dir) / CONFIG_FILE).read_text()).get("batching") == "single"
         except (OSError, ValueError):
             single = False  # QueryEncoder.load reports the broken folder
-        encoder = QueryEncoder.load(Path(encoder_dir), threads=1 if single else threads)
-        return cls(encoder, graph_fingerprint(encoder_dir, encoder.max_seq_length), threads)
+        encoder = QueryEncoder.load(Path(encoder_dir), threads=1)
+        workers = [encoder] + [QueryEncoder.load(Path(encoder_dir), threads=1) for _ in range(threads - 1)] \
+            if not single else None
+        return cls(encoder, graph_fingerprint(encoder_dir, encoder.max_seq_length), threads, workers)
 
     def embed(self, texts: Sequence[str], *, progress: bool = False, out: np.ndarray | None = None,
               desc: str = "embedding passages") -> np.ndarray:
@@ -103,21 +112,35 @@ class PassageEmbedder:
             return self._embed_single(texts, out, progress, desc)
         lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=n)
         order = np.argsort(lengths, kind="stable")
-        with tqdm(total=n, desc=desc, unit="passage", disable=not progress, smoothing=0.05,
-                  mininterval=1.0) as bar:
+        idle: queue.SimpleQueue = queue.SimpleQueue()
+        for w in self._workers:
+            idle.put(w)
+
+        def run(encs: list) -> np.ndarray:
+            worker = idle.get()
+            try:
+                return worker.run_padded(encs)
+            finally:
+                idle.put(worker)
+
+        with ThreadPoolExecutor(len(self._workers)) as pool, \
+                tqdm(total=n, desc=desc, unit="passage", disable=not progress, smoothing=0.05,
+                     mininterval=1.0) as bar:
             for w0 in range(0, n, WINDOW):
                 window = order[w0:w0 + WINDOW]
                 encs = tok.encode_batch([texts[i] for i in window])
                 tlen = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
                 sub = np.argsort(tlen, kind="stable")
+                batches = []
                 start = 0
                 while start < len(sub):
                     width = int(tlen[sub[min(start + MAX_ROWS, len(sub)) - 1]])
                     rows = max(1, min(MAX_ROWS, TOKEN_BUDGET // max(width, 1), len(sub) - start))
-                    batch = sub[start:start + rows]
-                    out[window[batch]] = self._encoder.run_padded([encs[j] for j in batch])
-                    bar.update(rows)
+                    batches.append(sub[start:start + rows])
                     start += rows
+                for batch, vecs in zip(batches, pool.map(run, [[encs[j] for j in b] for b in batches])):
+                    out[window[batch]] = vecs
+                    bar.update(len(batch))
         return out
 
     def _embed_single(self, texts: Sequence[str], out: np.ndarray, progress: bool, desc: str) -> np.ndarray:
