@@ -2,8 +2,8 @@
 
     python -m core.search.build SOURCE --out DIR [--from-blob CONTAINER[/PREFIX]] [--cache DIR]
         [--base-url URL] [--on-error skip|fail] [--strict] [--max-file-mb N] [--chunking flat|sections]
-        [--dense auto|exact|hnsw]
-        [--ann-threshold N] [--version V] [--random-embeddings] [--upload [--container NAME]] [--quiet]
+        [--dense auto|exact|hnsw] [--ann-threshold N] [--ann-threads N]
+        [--version V] [--random-embeddings] [--upload [--container NAME]] [--quiet]
 
 SOURCE is a JSONL file (one document a line: id, title, url, text, metadata) or a folder
 of .md/.markdown/.txt/.html/.htm/.pdf/.docx files, walked recursively; ``--from-blob``
@@ -63,7 +63,7 @@ def build_bundle(source, out_dir: Path, *, from_blob: str | None = None, version
                  base_url: str = "", on_error: str = "skip", max_file_bytes: int = MAX_FILE_BYTES,
                  dense: str = "auto", ann_threshold: int = B.ANN_THRESHOLD, settings=None,
                  report: IngestReport | None = None, structured: bool = False,
-                 min_section_words: int | None = None) -> dict:
+                 min_section_words: int | None = None, ann_threads: int = 1) -> dict:
     """Build the bundle of ``source`` (or ``from_blob``) into ``out_dir`` (replaced atomically); return the manifest.
 
     Raises IngestError (alias CorpusError) on bad input; ``out_dir`` is then untouched.
@@ -71,7 +71,8 @@ def build_bundle(source, out_dir: Path, *, from_blob: str | None = None, version
     passages per section, each carrying its heading path; the default reads each document
     as one section (headings kept as lines of text), which measured one question better
     under the default fusion on the pkgdocs dev set (docs/ingest.md). JSONL is the same
-    either way.
+    either way. ``ann_threads > 1`` builds the HNSW graph on that many threads: faster, but
+    the graph file is then not byte-identical across runs.
     """
     from core.search import export
 
@@ -92,7 +93,8 @@ def build_bundle(source, out_dir: Path, *, from_blob: str | None = None, version
     chunking = chunk_settings(structured=structured) if min_section_words is None else \
         chunk_settings(structured=structured, min_words=min_section_words)
     with staging_dir(out_dir) as tmp:
-        writer = B.BundleWriter(tmp, dim=dim, dense=dense, ann_threshold=ann_threshold, chunking=chunking)
+        writer = B.BundleWriter(tmp, dim=dim, dense=dense, ann_threshold=ann_threshold, chunking=chunking,
+                                ann_threads=ann_threads)
         probe_query = ""
         docs = iter_documents(None if from_blob else source, from_blob=from_blob, settings=settings,
                               base_url=base_url, on_error=on_error, max_file_bytes=max_file_bytes, report=report,
@@ -173,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dense", choices=B.DENSE_KINDS, default="auto", help="dense index kind")
     parser.add_argument("--ann-threshold", type=int, default=B.ANN_THRESHOLD,
                         help="with --dense auto: HNSW above this many passages (default %(default)d)")
+    parser.add_argument("--ann-threads", type=int, default=1,
+                        help="threads for the HNSW graph (default 1: byte-identical rebuilds; more is faster, "
+                             "not reproducible)")
     parser.add_argument("--version", help="bundle version (default: UTC time + random suffix)")
     parser.add_argument("--random-embeddings", action="store_true",
                         help="random unit vectors instead of real embeddings (benchmarks only)")
@@ -186,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give a SOURCE (JSONL file or folder) or --from-blob CONTAINER[/PREFIX], not both")
     if args.max_file_mb <= 0:
         parser.error("--max-file-mb must be positive")
+    if args.ann_threads < 1:
+        parser.error("--ann-threads must be at least 1")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = None
@@ -201,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                                 cache_dir=args.cache, base_url=args.base_url, on_error=args.on_error,
                                 max_file_bytes=int(args.max_file_mb * 2**20), dense=args.dense,
                                 ann_threshold=args.ann_threshold, settings=settings, report=report,
-                                structured=args.chunking == "sections")
+                                structured=args.chunking == "sections", ann_threads=args.ann_threads)
     except IngestError as exc:
         log.error("%s", exc)
         return 2

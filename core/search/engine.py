@@ -81,7 +81,9 @@ class SearchIndex:
 
     # ----------------------------------------------------------------------- loading
     @classmethod
-    def load(cls, bundle_dir: Path, *, encoder_threads: int = 1, deep_verify: bool = True) -> "SearchIndex":
+    def load(cls, bundle_dir: Path, *, encoder_threads: int = 1, deep_verify: bool = True,
+             ef_search: int | None = None) -> "SearchIndex":
+        """Map a bundle; ``ef_search`` overrides the HNSW beam width its manifest records."""
         t0 = time.perf_counter()
         bundle_dir = Path(bundle_dir)
         parts = open_bundle(bundle_dir, deep_verify=deep_verify)
@@ -100,8 +102,8 @@ class SearchIndex:
                                 f"match the manifest")
         dim = int(m["encoder"]["dim"])
         if parts.dense["kind"] == "hnsw":
-            dense = AnnIndex.load(parts.dense_path, dim=dim,
-                                  ef_search=int(parts.dense.get("hnsw", {}).get("ef_search", 128)))
+            ef = ef_search if ef_search is not None else parts.dense.get("hnsw", {}).get("ef_search", 128)
+            dense = AnnIndex.load(parts.dense_path, dim=dim, ef_search=int(ef))
         else:
             dense = DenseIndex.load(parts.dense_path, mmap=True)
         if dense.size != passage_count or dense.dim != dim:
