@@ -3,7 +3,8 @@
 
     .venv/bin/python bench/bench_search.py --corpus ../shared/bench/packages-corpus.jsonl.gz
         [--sizes 100000,full] [--rounds 3] [--queries bench/queries_packages.txt]
-        [--workdir var/bench] [--peers] [--vectors N=FILE.npy ...] [--json OUT]
+        [--workdir var/bench] [--peers] [--vectors N=FILE.npy ...] [--ann-threads N]
+        [--ef-search 256,384,512] [--embed-rate R] [--json OUT]
 
 For each size (the corpus' first N lines; ``full`` = all of it):
 
@@ -23,6 +24,15 @@ For each size (the corpus' first N lines; ``full`` = all of it):
 4. ``--peers``: bench/peers/run.py in its own process, on the same texts, vectors
    and precomputed query vectors (txtai, LanceDB, tantivy + usearch; see
    bench/peers/requirements.txt), with this engine timed in that same process.
+5. ``--ef-search``: dense recall@10 and dense p50 at each HNSW beam width (the
+   bundle's own value is the headline).
+
+Build rate: ``build_passages_per_s`` is passages / seconds of a build from
+scratch. A build that reused the embedding cache (``build.hnsw.embedded`` <
+passages) is not one; given ``--embed-rate`` (passages/s of the same embedder,
+measured by ``bench.bench_embed prefill`` on the same corpus), the figure is
+passages / (cached build seconds + passages / embed rate), and
+``build_rate_method`` says so.
 
 The machine is shared: the load average is printed at start and end, and every
 comparison is a ratio measured in the same run.
@@ -59,8 +69,13 @@ def read_queries(path: Path) -> list[str]:
             if ln.strip() and not ln.lstrip().startswith("#")]
 
 
+def du_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
 def du_mb(path: Path) -> float:
-    return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20, 1)
+    """MiB (2**20 bytes)."""
+    return round(du_bytes(path) / 2**20, 1)
 
 
 def corpus_slice(corpus: Path, n: int | None, workdir: Path) -> tuple[Path, int]:
@@ -81,11 +96,13 @@ def corpus_slice(corpus: Path, n: int | None, workdir: Path) -> tuple[Path, int]
     return out, lines
 
 
-def build_with_builder(src: Path, out: Path, dense: str, cache: Path) -> dict:
+def build_with_builder(src: Path, out: Path, dense: str, cache: Path, ann_threads: int = 1) -> dict:
     from core.search.build import build_bundle
 
     params = inspect.signature(build_bundle).parameters
     kw = {"version": f"bench-{dense}", "progress": True}
+    if "ann_threads" in params:
+        kw["ann_threads"] = ann_threads
     if "dense" not in params:
         raise SystemExit("core.search.build.build_bundle has no dense= setting yet: use --vectors")
     kw["dense"] = dense
@@ -94,7 +111,7 @@ def build_with_builder(src: Path, out: Path, dense: str, cache: Path) -> dict:
     t0 = time.perf_counter()
     manifest = build_bundle(src, out, **kw)
     return {"build_s": time.perf_counter() - t0, "passages": manifest["passage_count"],
-            "embedded": manifest.get("embeddings", {}).get("embedded")}
+            "embedded": manifest.get("embeddings", {}).get("embedded"), "ann_threads": ann_threads}
 
 
 def build_from_vectors(src: Path, out: Path, dense: str, vectors: Path) -> dict:
@@ -126,7 +143,8 @@ def build_from_vectors(src: Path, out: Path, dense: str, vectors: Path) -> dict:
             "embedded": 0, "from_vectors": str(vectors)}
 
 
-def ensure_bundles(src: Path, tag: str, workdir: Path, vectors: Path | None, rebuild: bool) -> dict:
+def ensure_bundles(src: Path, tag: str, workdir: Path, vectors: Path | None, rebuild: bool,
+                   ann_threads: int = 1) -> dict:
     info: dict = {}
     for dense in ("hnsw", "exact"):
         out = workdir / f"bundle-{tag}-{dense}"
@@ -134,7 +152,7 @@ def ensure_bundles(src: Path, tag: str, workdir: Path, vectors: Path | None, reb
         if rebuild or not (out / "manifest.json").exists() or not meta.exists():
             print(f"building {out} ...", flush=True)
             b = (build_from_vectors(src, out, dense, vectors) if vectors
-                 else build_with_builder(src, out, dense, workdir / "embed-cache"))
+                 else build_with_builder(src, out, dense, workdir / "embed-cache", ann_threads))
             meta.write_text(json.dumps(b))
         info[dense] = {"dir": out, **json.loads(meta.read_text())}
     return info
@@ -143,16 +161,17 @@ def ensure_bundles(src: Path, tag: str, workdir: Path, vectors: Path | None, reb
 # ------------------------------------------------------------------------- in process
 def term_queries(index, n: int = 20) -> tuple[list[str], list[str]]:
     """The ``n`` most common and ``n`` rare (document frequency 2-5) BM25 terms."""
-    indptr = np.load(index.manifest_dir / "bm25" / "indptr.csc.index.npy", mmap_mode="r")
-    df = np.diff(np.asarray(indptr))
-    vocab = json.loads((index.manifest_dir / "bm25" / "vocab.index.json").read_text(encoding="utf-8"))
-    inv = {i: t for t, i in vocab.items()}
-    common = [inv[int(i)] for i in np.argsort(-df)[:n] if inv.get(int(i))]
-    rare_ids = np.flatnonzero((df >= 2) & (df <= 5))[:n]
-    return common, [inv[int(i)] for i in rare_ids if inv.get(int(i))]
+    bm = index._bm25
+    df = np.diff(np.asarray(bm._indptr))
+    def term(i) -> str:
+        return bm._term(int(i)).decode("utf-8")
+    common = [t for t in map(term, np.argsort(-df)[:n]) if t]
+    rare = [t for t in map(term, np.flatnonzero((df >= 2) & (df <= 5))[:n]) if t]
+    return common, rare
 
 
-def in_process(hnsw_dir: Path, exact_dir: Path, queries: list[str], rounds: int) -> dict:
+def in_process(hnsw_dir: Path, exact_dir: Path, queries: list[str], rounds: int,
+               ef_sweep: list[int] | None = None) -> dict:
     from core.search.engine import SearchIndex
 
     ann = SearchIndex.load(hnsw_dir, deep_verify=False)
@@ -181,6 +200,25 @@ def in_process(hnsw_dir: Path, exact_dir: Path, queries: list[str], rounds: int)
         ov.append(len(ha & he) / max(1, len(he)))
     res["dense_recall_at_10"] = round(float(np.mean(rec)), 4)
     res["hybrid_overlap_at_10"] = round(float(np.mean(ov)), 4)
+    exact_top = [{h.id for h in exact.search(q, top_k=10, method="dense", query_vector=v)}
+                 for q, v in zip(queries, vecs)]
+    own_ef = getattr(ann._dense, "ef_search", None)
+    sweep = {}
+    for ef in ef_sweep or []:
+        if own_ef is None:
+            break
+        ann._dense.ef_search = ef
+        r, t = [], []
+        for q, v, e in zip(queries, vecs, exact_top):
+            t0 = time.perf_counter()
+            a = {h.id for h in ann.search(q, top_k=10, method="dense", query_vector=v)}
+            t.append(time.perf_counter() - t0)
+            r.append(len(a & e) / max(1, len(e)))
+        sweep[str(ef)] = {"dense_recall_at_10": round(float(np.mean(r)), 4), "dense_p50_ms": round(pct(t, 50), 2)}
+    if own_ef is not None:
+        ann._dense.ef_search = own_ef
+        res["ef_search"] = own_ef
+    res["ef_sweep"] = sweep
 
     def rounds_of(fn, items) -> dict:
         p50s, p99s = [], []
@@ -291,6 +329,10 @@ def main() -> int:
                     help="precomputed vectors of the first SIZE lines (development shortcut)")
     ap.add_argument("--peers", action="store_true", help="also run bench/peers/run.py")
     ap.add_argument("--rebuild", action="store_true")
+    ap.add_argument("--ann-threads", type=int, default=1, help="HNSW build threads (1: byte-identical)")
+    ap.add_argument("--ef-search", default="", help="comma-separated HNSW beam widths to sweep for recall")
+    ap.add_argument("--embed-rate", type=float,
+                    help="passages/s of this embedder on this corpus (bench_embed prefill), for builds from cache")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -303,16 +345,27 @@ def main() -> int:
         n = None if size == "full" else int(size)
         src, lines = corpus_slice(args.corpus, n, args.workdir)
         tag = size
-        b = ensure_bundles(src, tag, args.workdir, vectors.get(size), args.rebuild)
-        ip = in_process(b["hnsw"]["dir"], b["exact"]["dir"], queries, args.rounds)
+        b = ensure_bundles(src, tag, args.workdir, vectors.get(size), args.rebuild, args.ann_threads)
+        ip = in_process(b["hnsw"]["dir"], b["exact"]["dir"], queries, args.rounds,
+                        [int(x) for x in args.ef_search.split(",") if x.strip()])
+        hb = b["hnsw"]
+        if hb.get("embedded") == hb["passages"]:
+            rate, method = hb["passages"] / hb["build_s"], "measured: a build from scratch"
+        elif args.embed_rate and not hb.get("from_vectors"):
+            rate = hb["passages"] / (hb["build_s"] + hb["passages"] / args.embed_rate)
+            method = (f"cached build ({hb['build_s']:.0f} s, {hb.get('embedded')} embedded) + every passage "
+                      f"embedded at {args.embed_rate:g}/s (bench_embed prefill)")
+        else:
+            rate, method = hb["passages"] / hb["build_s"], "embeddings reused from the cache: not a full build"
         cs = cold_and_rss(b["hnsw"]["dir"], queries, args.queries)
         r = {"passages": ip["passages"], "documents": ip["documents"], "corpus_lines": lines,
              "hybrid_p50_ms": ip["hybrid"]["p50_ms"], "hybrid_p99_ms": ip["hybrid"]["p99_ms"],
              "encode_p50_ms": ip["encode_p50_ms"], "dense_recall_at_10": ip["dense_recall_at_10"],
              "hybrid_overlap_at_10": ip["hybrid_overlap_at_10"], "rss_mb": cs["rss_mb"],
              "cold_start_s": cs["cold_start_s"], "bundle_mb": du_mb(b["hnsw"]["dir"]),
+             "bundle_bytes": du_bytes(b["hnsw"]["dir"]),
              "bundle_exact_mb": du_mb(b["exact"]["dir"]),
-             "build_passages_per_s": round(b["hnsw"]["passages"] / b["hnsw"]["build_s"], 1),
+             "build_passages_per_s": round(rate, 1), "build_rate_method": method,
              "build": {k: {kk: (str(vv) if isinstance(vv, Path) else vv) for kk, vv in v.items()}
                        for k, v in b.items()},
              "in_process": ip, "fresh_process": cs}
@@ -357,9 +410,10 @@ def print_size(size: str, r: dict) -> None:
     print(f"cold start to first answer {r['cold_start_s']} s (page cache dropped: "
           f"{fp['cold_start_page_cache_dropped_s']} s); RSS after 1000 queries {r['rss_mb']} MB "
           f"(anonymous {fp['rss_anon_mb']} MB); torch & co imported: {fp['heavy_modules']}")
-    how = "from precomputed vectors" if r["build"]["hnsw"].get("from_vectors") else "builder, embedding included"
-    print(f"bundle {r['bundle_mb']} MB (exact-dense bundle {r['bundle_exact_mb']} MB); build "
-          f"{r['build_passages_per_s']} passages/s ({how})")
+    print(f"bundle {r['bundle_mb']} MiB = {r['bundle_bytes'] / 1e6:.1f} MB (exact-dense bundle "
+          f"{r['bundle_exact_mb']} MiB); build {r['build_passages_per_s']} passages/s ({r['build_rate_method']})")
+    for ef, v in ip.get("ef_sweep", {}).items():
+        print(f"  efSearch {ef:>4}: dense recall@10 {v['dense_recall_at_10']}, dense p50 {v['dense_p50_ms']} ms")
     for k, v in r.get("peers", {}).items():
         if isinstance(v, dict) and "p50_ms" in v:
             print(f"  peer {k:<38}{v['p50_ms']:>9.2f}{v.get('p99_ms', float('nan')):>9.2f}  {v.get('note', '')}")

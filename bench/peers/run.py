@@ -11,6 +11,10 @@ once with the bundle's encoder, then times, one query at a time, with no encodin
   fusion (alpha 0.8) in numpy: the composition of the same kind of parts;
 * ``txtai``: ``Embeddings(hybrid=True)`` over faiss Flat (exact) with external vectors;
 * ``lancedb``: a LanceDB table with native FTS, ``query_type="hybrid"``, no vector index (exact).
+* ``txtai_hnsw`` / ``lancedb_ann``: the same two at a recall-matched ANN setting: txtai over faiss
+  ``IDMap,HNSW32`` and LanceDB with an ``IVF_HNSW_SQ`` index; the beam (``efSearch`` / ``ef``) is raised
+  until their dense recall@10 against exact top-10 reaches ``--recall`` (this engine's, by default 0.98),
+  and the hybrid is timed at that setting.
 
 Prints one JSON line: {name: {"p50_ms", "p99_ms", "note"}}. Needs bench/peers/requirements.txt.
 """
@@ -138,6 +142,89 @@ def peer_txtai(texts, vectors, queries, qvecs, rounds):
                       "note": f"hybrid, faiss Flat (exact); built in {build_s:.0f}s"}}
 
 
+def exact_top10(vectors, qvecs) -> list[set]:
+    scores = np.asarray(qvecs, dtype=np.float32) @ vectors.T
+    return [set(np.argpartition(-row, 10)[:10].tolist()) for row in scores]
+
+
+def recall(got: list, truth: list[set]) -> float:
+    return float(np.mean([len(set(map(int, g)) & t) / 10 for g, t in zip(got, truth)]))
+
+
+BEAMS = (16, 32, 64, 128, 256, 512)
+
+
+def peer_txtai_hnsw(texts, vectors, queries, qvecs, rounds, target=0.98):
+    import faiss
+    from txtai import Embeddings
+
+    lookup = {t: vectors[i] for i, t in enumerate(texts)}
+    lookup.update({q: qvecs[i] for i, q in enumerate(queries)})
+
+    def transform(inputs):
+        return np.stack([lookup[x] if isinstance(x, str) else lookup[x[1]] for x in inputs]).astype(np.float32)
+
+    t0 = time.perf_counter()
+    emb = Embeddings({"method": "external", "transform": transform, "hybrid": True, "content": False,
+                      "backend": "faiss", "faiss": {"components": "IDMap,HNSW32"}})
+    emb.index([(i, t, None) for i, t in enumerate(texts)])
+    build_s = time.perf_counter() - t0
+    inner = faiss.downcast_index(faiss.downcast_index(emb.ann.backend).index)
+    truth = exact_top10(vectors, qvecs)
+    q = np.ascontiguousarray(qvecs, dtype=np.float32)
+    sweep = {}
+    for ef in BEAMS:
+        inner.hnsw.efSearch = ef
+        _, ids = emb.ann.backend.search(q, 10)
+        sweep[ef] = recall(ids.tolist(), truth)
+        if sweep[ef] >= target:
+            break
+    emb.search(queries[0], 10)
+    return {"txtai_hnsw": {**timed(lambda x: emb.search(x, 10), queries, rounds), "ef_search": ef,
+                           "dense_recall_at_10": round(sweep[ef], 4),
+                           "note": f"hybrid, faiss IDMap,HNSW32 at efSearch {ef} (recall sweep {sweep}); "
+                                   f"built in {build_s:.0f}s"}}
+
+
+def peer_lancedb_ann(texts, vectors, queries, qvecs, rounds, target=0.98, n_queries=80):
+    import lancedb
+    import pyarrow as pa
+
+    tmp = tempfile.mkdtemp(prefix="lancedb-ann-bench-")
+    t0 = time.perf_counter()
+    db = lancedb.connect(tmp)
+    dim = vectors.shape[1]
+    table = pa.table({"pid": pa.array(np.arange(len(texts)), pa.int64()), "text": pa.array(texts),
+                      "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim)})
+    tbl = db.create_table("passages", data=table)
+    tbl.create_fts_index("text")
+    tbl.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_HNSW_SQ")
+    build_s = time.perf_counter() - t0
+    pairs = list(zip(queries, qvecs))[:n_queries]
+    truth = exact_top10(vectors, [v for _, v in pairs])
+    sweep = {}
+    # ef first (LanceDB's own partition count), then more IVF partitions at the widest ef
+    for nprobes, ef in [(None, e) for e in BEAMS] + [(n, BEAMS[-1]) for n in (16, 32, 64, 128)]:
+        def query(v, nprobes=nprobes, ef=ef):
+            qb = tbl.search(v).ef(ef)
+            return qb.nprobes(nprobes) if nprobes else qb
+        got = [[r["pid"] for r in query(v).limit(10).select(["pid"]).to_list()] for _, v in pairs]
+        key = f"ef{ef}" + (f"/nprobes{nprobes}" if nprobes else "")
+        sweep[key] = round(recall(got, truth), 4)
+        if sweep[key] >= target:
+            break
+
+    def hybrid(pair):
+        q, v = pair
+        qb = tbl.search(query_type="hybrid").vector(v).text(q).ef(ef)
+        return (qb.nprobes(nprobes) if nprobes else qb).limit(10).to_list()
+
+    hybrid(pairs[0])
+    return {"lancedb_ann": {**timed(hybrid, pairs, rounds), "setting": key, "dense_recall_at_10": sweep[key],
+                            "note": f"hybrid, IVF_HNSW_SQ at {key} (recall sweep {sweep}), {len(pairs)} queries; "
+                                    f"built in {build_s:.0f}s"}}
+
+
 def peer_lancedb(texts, vectors, queries, qvecs, rounds, n_queries=40):
     import lancedb
     import pyarrow as pa
@@ -168,7 +255,8 @@ def main() -> int:
     ap.add_argument("hnsw", type=Path)
     ap.add_argument("--queries", required=True, help="JSON list of query strings")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--peers", default="tantivy_usearch,txtai,lancedb")
+    ap.add_argument("--peers", default="tantivy_usearch,txtai_hnsw,lancedb_ann,txtai,lancedb")
+    ap.add_argument("--recall", type=float, default=0.98, help="dense recall@10 the ANN peers must reach")
     args = ap.parse_args()
     queries = json.loads(args.queries)
     from core.search.engine import SearchIndex
@@ -187,7 +275,9 @@ def main() -> int:
     out["ours_exact"] = {**timed(lambda p: ours_exact.search(p[0], top_k=10, query_vector=p[1]), pairs,
                                  args.rounds), "note": "hybrid convex, dense exact"}
     out["ours_bm25"] = timed(lambda q: ours.search(q, top_k=10, method="bm25"), queries, args.rounds)
-    fns = {"tantivy_usearch": peer_tantivy_usearch, "txtai": peer_txtai, "lancedb": peer_lancedb}
+    fns = {"tantivy_usearch": peer_tantivy_usearch, "txtai": peer_txtai, "lancedb": peer_lancedb,
+           "txtai_hnsw": lambda *a: peer_txtai_hnsw(*a, target=args.recall),
+           "lancedb_ann": lambda *a: peer_lancedb_ann(*a, target=args.recall)}
     for name in [p.strip() for p in args.peers.split(",") if p.strip()]:
         try:
             out.update(fns[name](texts, vectors, queries, qvecs, args.rounds))
