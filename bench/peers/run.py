@@ -123,7 +123,8 @@ def peer_tantivy_usearch(texts, vectors, queries, qvecs, rounds):
     return out
 
 
-def peer_txtai(texts, vectors, queries, qvecs, rounds):
+def txtai_hybrid(texts, vectors, queries, qvecs, components: str):
+    """A txtai hybrid index over faiss ``components``, fed our vectors; (embeddings, build seconds)."""
     from txtai import Embeddings
 
     lookup = {t: vectors[i] for i, t in enumerate(texts)}
@@ -134,9 +135,13 @@ def peer_txtai(texts, vectors, queries, qvecs, rounds):
 
     t0 = time.perf_counter()
     emb = Embeddings({"method": "external", "transform": transform, "hybrid": True, "content": False,
-                      "backend": "faiss", "faiss": {"components": "IDMap,Flat"}})
+                      "backend": "faiss", "faiss": {"components": components}})
     emb.index([(i, t, None) for i, t in enumerate(texts)])
-    build_s = time.perf_counter() - t0
+    return emb, time.perf_counter() - t0
+
+
+def peer_txtai(texts, vectors, queries, qvecs, rounds):
+    emb, build_s = txtai_hybrid(texts, vectors, queries, qvecs, "IDMap,Flat")
     emb.search(queries[0], 10)
     return {"txtai": {**timed(lambda q: emb.search(q, 10), queries, rounds),
                       "note": f"hybrid, faiss Flat (exact); built in {build_s:.0f}s"}}
@@ -156,19 +161,8 @@ BEAMS = (16, 32, 64, 128, 256, 512)
 
 def peer_txtai_hnsw(texts, vectors, queries, qvecs, rounds, target=0.98):
     import faiss
-    from txtai import Embeddings
 
-    lookup = {t: vectors[i] for i, t in enumerate(texts)}
-    lookup.update({q: qvecs[i] for i, q in enumerate(queries)})
-
-    def transform(inputs):
-        return np.stack([lookup[x] if isinstance(x, str) else lookup[x[1]] for x in inputs]).astype(np.float32)
-
-    t0 = time.perf_counter()
-    emb = Embeddings({"method": "external", "transform": transform, "hybrid": True, "content": False,
-                      "backend": "faiss", "faiss": {"components": "IDMap,HNSW32"}})
-    emb.index([(i, t, None) for i, t in enumerate(texts)])
-    build_s = time.perf_counter() - t0
+    emb, build_s = txtai_hybrid(texts, vectors, queries, qvecs, "IDMap,HNSW32")
     inner = faiss.downcast_index(faiss.downcast_index(emb.ann.backend).index)
     truth = exact_top10(vectors, qvecs)
     q = np.ascontiguousarray(qvecs, dtype=np.float32)
@@ -186,11 +180,12 @@ def peer_txtai_hnsw(texts, vectors, queries, qvecs, rounds, target=0.98):
                                    f"built in {build_s:.0f}s"}}
 
 
-def peer_lancedb_ann(texts, vectors, queries, qvecs, rounds, target=0.98, n_queries=80):
+def lancedb_table(texts, vectors, index_type: str | None):
+    """A LanceDB table (pid, text, vector) with native FTS and, if given, a cosine vector index."""
     import lancedb
     import pyarrow as pa
 
-    tmp = tempfile.mkdtemp(prefix="lancedb-ann-bench-")
+    tmp = tempfile.mkdtemp(prefix="lancedb-bench-")
     t0 = time.perf_counter()
     db = lancedb.connect(tmp)
     dim = vectors.shape[1]
@@ -198,8 +193,13 @@ def peer_lancedb_ann(texts, vectors, queries, qvecs, rounds, target=0.98, n_quer
                       "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim)})
     tbl = db.create_table("passages", data=table)
     tbl.create_fts_index("text")
-    tbl.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_HNSW_SQ")
-    build_s = time.perf_counter() - t0
+    if index_type:
+        tbl.create_index(metric="cosine", vector_column_name="vector", index_type=index_type)
+    return tbl, time.perf_counter() - t0
+
+
+def peer_lancedb_ann(texts, vectors, queries, qvecs, rounds, target=0.98, n_queries=80):
+    tbl, build_s = lancedb_table(texts, vectors, "IVF_HNSW_SQ")
     pairs = list(zip(queries, qvecs))[:n_queries]
     truth = exact_top10(vectors, [v for _, v in pairs])
     sweep = {}
@@ -226,18 +226,7 @@ def peer_lancedb_ann(texts, vectors, queries, qvecs, rounds, target=0.98, n_quer
 
 
 def peer_lancedb(texts, vectors, queries, qvecs, rounds, n_queries=40):
-    import lancedb
-    import pyarrow as pa
-
-    tmp = tempfile.mkdtemp(prefix="lancedb-bench-")
-    t0 = time.perf_counter()
-    db = lancedb.connect(tmp)
-    dim = vectors.shape[1]
-    table = pa.table({"pid": pa.array(np.arange(len(texts)), pa.int64()), "text": pa.array(texts),
-                      "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim)})
-    tbl = db.create_table("passages", data=table)
-    tbl.create_fts_index("text")
-    build_s = time.perf_counter() - t0
+    tbl, build_s = lancedb_table(texts, vectors, None)
 
     def hybrid(pair):
         q, v = pair
