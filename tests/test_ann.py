@@ -69,6 +69,16 @@ def test_hnsw_recall_at_10_against_exact_on_real_embeddings(indexes):
     assert abs(h_a.score - h_e.score) < 0.02
 
 
+def test_manifest_graph_settings_and_ef_search_override(bundles):
+    h = read_manifest(bundles / "hnsw")["dense"]["hnsw"]
+    assert (h["M"], h["ef_construction"], h["ef_search"]) == (10, 200, 256)
+    assert SearchIndex.load(bundles / "hnsw", deep_verify=False)._dense.ef_search == 256
+    narrow = SearchIndex.load(bundles / "hnsw", deep_verify=False, ef_search=16)
+    assert narrow._dense.ef_search == 16
+    # a narrower beam still answers (faiss searches with max(ef_search, k))
+    assert len(narrow.search(QUERIES[0], top_k=10, method="dense")) == 10
+
+
 def test_hybrid_top10_overlaps_exact_dense_hybrid(indexes):
     ann, exact = indexes
     overlap = [len({h.id for h in ann.search(q)} & {h.id for h in exact.search(q)}) / 10 for q in QUERIES[:60]]

@@ -146,3 +146,13 @@ def test_offsets_not_matching_their_blob(bundle):
     _remanifest(bundle)
     with pytest.raises(ArtifactError, match=r"passages\.(idx|blocks)"):
         SearchIndex.load(bundle)
+
+
+def test_format_versions_read_and_refused(bundle):
+    """The reader takes formats 2 and 3 (``READ_FORMATS``); a newer format is refused, not misread."""
+    from core.search.bundle import READ_FORMATS
+
+    assert READ_FORMATS == (2, 3) and FORMAT_VERSION in READ_FORMATS
+    _rewrite_manifest(bundle, format_version=4)
+    with pytest.raises(ArtifactError, match="format version 4"):
+        SearchIndex.load(bundle, deep_verify=False)

@@ -265,6 +265,7 @@ class _BlobReader:
         if int(idx[0]) != 0 or int(idx[-1]) != total:
             raise ArtifactError(f"{root}: {idx_name} does not index {name}")
         self._idx = idx
+        self._offs = idx.view(np.ndarray) if isinstance(idx, np.memmap) else idx  # still mapped; cheaper slicing
         self.count = int(idx.shape[0] - 1)
 
     def _decode_block(self, b: int) -> bytes:
@@ -272,17 +273,22 @@ class _BlobReader:
         if dec is None:  # a ZstdDecompressor is not safe to share between threads
             dec = self._local.dec = self._zstd.ZstdDecompressor()
         c0, c1 = int(self._blocks[1, b]), int(self._blocks[1, b + 1])
-        return dec.decompress(bytes(self._raw[c0:c1]))
+        return dec.decompress(self._raw[c0:c1])
 
     def get(self, j: int) -> str:
-        u0, u1 = int(self._idx[j]), int(self._idx[j + 1])
+        return self.get_run(j, 1)[0]
+
+    def get_run(self, j: int, n: int) -> list[str]:
+        """Records ``j`` to ``j + n - 1``, which the writer kept in one block (a record group)."""
+        offs = self._offs[j:j + n + 1].tolist()
         if self._blocks is None:
-            return bytes(self._raw[u0:u1]).decode("utf-8")
-        if u0 == u1:
-            return ""
-        b = int(np.searchsorted(self._starts_u, u0, side="right")) - 1
+            return [bytes(self._raw[a:b]).decode("utf-8") for a, b in zip(offs, offs[1:])]
+        if offs[0] == offs[-1]:
+            return [""] * n
+        b = int(self._starts_u.searchsorted(offs[0], side="right")) - 1
         base = int(self._starts_u[b])
-        return self._block(b)[u0 - base:u1 - base].decode("utf-8")
+        data = self._block(b)
+        return [data[a - base:c - base].decode("utf-8") for a, c in zip(offs, offs[1:])]
 
 
 class DocStore:
@@ -331,6 +337,11 @@ class DocStore:
         return self.doc_count
 
     # ------------------------------------------------------------------ fields
+    def document(self, d: int) -> tuple[str, str, str]:
+        """(id, title, url) of document ``d``: one lookup, one block."""
+        doc_id, title, url = self._docs.get_run(3 * d, 3)
+        return doc_id, title, url
+
     def doc_id(self, d: int) -> str:
         return self._docs.get(3 * d)
 

@@ -220,7 +220,8 @@ class SearchIndex:
                 p = int(d_best[dr - 1])
             else:
                 p = self._convex_passage(d, b_pass, d_pass, _range(b_scores), _range(d_scores), alpha)
-            hits.append(Hit(id=self._docs.doc_id(d), title=self._docs.title(d), url=self._docs.url(d),
+            doc_id, title, url = self._docs.document(d)
+            hits.append(Hit(id=doc_id, title=title, url=url,
                             snippet=snippet(self._docs.text(p), SNIPPET_CHARS), score=float(s),
                             bm25_rank=br, dense_rank=dr, metadata=self._docs.metadata(d)))
         return hits
