@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--status", type=Path)
     p.add_argument("--progress", action="store_true")
     t = sub.add_parser("throughput", help="ONNX embedder vs sentence-transformers, same texts, interleaved")
-    t.add_argument("--corpus", type=Path, default=ROOT.parent.parent / "shared" / "bench" / "packages-corpus.jsonl.gz")
+    t.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "bench" / "packages-corpus.jsonl.gz")
     t.add_argument("--short", type=int, default=600)
     t.add_argument("--long", type=int, default=150)
     t.add_argument("--rounds", type=int, default=3)
