@@ -100,6 +100,26 @@ def test_filters_work_on_the_compact_store(indexes):
     assert len(set(a) & set(e)) >= 9
 
 
+def test_wide_filter_is_applied_inside_the_graph_search(indexes, monkeypatch):
+    """A filter too wide to score exactly restricts the HNSW search itself (faiss IDSelectorBitmap):
+    every hit passes, and the filtered results match exact filtered dense search."""
+    from core.search import engine
+
+    ann, exact = indexes
+    monkeypatch.setattr(engine, "ANN_FILTER_EXACT", 10)   # 1,000 passages per bucket: the graph path
+    queries = QUERIES[:40]
+    vecs = ann.encoder.encode(queries)
+    recall = []
+    for q, v in zip(queries, vecs):
+        a = ann.search(q, top_k=10, method="dense", query_vector=v, filters={"bucket": 2})
+        e = exact.search(q, top_k=10, method="dense", query_vector=v, filters={"bucket": 2})
+        assert len(a) == 10 and all(h.metadata["bucket"] == 2 for h in a)
+        recall.append(len({h.id for h in a} & {h.id for h in e}) / 10)
+    assert np.mean(recall) >= 0.95, np.mean(recall)
+    with pytest.raises(ValueError, match="allowed"):
+        ann._dense.search(vecs[0], 10, allowed=np.ones(5, dtype=bool))
+
+
 def test_tampered_ann_file_is_refused(bundles, tmp_path):
     import shutil
 

@@ -123,8 +123,13 @@ class AnnIndex:
             raise ArtifactError(f"{path}: not a {dim}-d HNSW index")
         return cls(index, ef_search)
 
-    def search(self, query_vec: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate top-``k`` passages: (int64 ids, float32 cosines), best first."""
+    def search(self, query_vec: np.ndarray, k: int,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-``k`` passages: (int64 ids, float32 cosines), best first.
+
+        ``allowed`` (bool, one per passage) restricts the results to those passages inside
+        the graph search (a faiss ``IDSelectorBitmap``): the graph is still walked through
+        the others, so a filter costs a wider walk, not a post-filtered over-fetch."""
         faiss = _faiss()
         q = np.ascontiguousarray(np.asarray(query_vec, dtype=np.float32).reshape(1, -1))
         if q.shape[1] != self.dim:
@@ -134,6 +139,12 @@ class AnnIndex:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         params = faiss.SearchParametersHNSW()
         params.efSearch = max(self.ef_search, k)
+        if allowed is not None:
+            if allowed.shape != (self.size,):
+                raise ValueError(f"allowed has shape {allowed.shape}, index has {self.size} passages")
+            bits = np.packbits(allowed, bitorder="little")   # faiss reads bit i as (b[i >> 3] >> (i & 7)) & 1
+            selector = faiss.IDSelectorBitmap(self.size, faiss.swig_ptr(bits))
+            params.sel = selector
         dist, ids = self._index.search(q, k, params=params)
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), dist[0][keep].astype(np.float32)

@@ -229,23 +229,19 @@ class SearchIndex:
     def _ann_docs(self, q: np.ndarray, depth: int, valid_passages: np.ndarray | None):
         """Top ``depth`` documents from the HNSW index (a document scores as its best passage).
 
-        Unfiltered: ask for ``2 * depth`` passages, more while they hold fewer than ``depth``
-        documents. Filtered: when few passages pass the filter, score them all exactly
-        against their stored vectors; otherwise over-fetch in proportion and post-filter.
+        Ask for ``2 * depth`` passages, more while they hold fewer than ``depth`` documents.
+        Filtered: when few passages pass the filter, score them all exactly against their
+        stored vectors; otherwise the graph search itself keeps only passing passages.
         """
         n = self.passage_count
         if valid_passages is not None:
-            cand = np.flatnonzero(valid_passages)
-            if cand.size <= ANN_FILTER_EXACT:
+            n = int(np.count_nonzero(valid_passages))
+            if n <= ANN_FILTER_EXACT:
+                cand = np.flatnonzero(valid_passages)
                 return _top_docs_of(self._dense.scores_of(q, cand), cand, self._passage_doc, depth)
-            want = min(n, int(2 * depth * n / cand.size) + 1)
-        else:
-            want = min(n, 2 * depth)
+        want = min(n, 2 * depth)
         while True:
-            keys, scores = self._dense.search(q, want)
-            if valid_passages is not None:
-                keep = valid_passages[keys]
-                keys, scores = keys[keep], scores[keep]
+            keys, scores = self._dense.search(q, want, allowed=valid_passages)
             docs = self._passage_doc[keys]
             _, first = np.unique(docs, return_index=True)
             if first.shape[0] >= depth or want >= min(n, ANN_MAX_FETCH):
