@@ -27,7 +27,7 @@ passage's heading and text), and every block is one zstd frame (level
 ``ZSTD_LEVEL``). Offsets address the uncompressed text, so a field is found by
 one ``searchsorted`` over the block starts and one decompression of a few KB
 (~10 us); decoded blocks are kept in a small LRU. On the packages corpus this
-takes the document store from 171 to about 60 bytes a document
+takes the document store from ~171 to 67 bytes a document
 (docs/search-engine.md). Format 2 bundles (plain blobs, int64 offsets, no
 ``*.blocks.npy``) are still read.
 
@@ -264,7 +264,6 @@ class _BlobReader:
                                 f"({'?' if count is None else count + 1},)")
         if int(idx[0]) != 0 or int(idx[-1]) != total:
             raise ArtifactError(f"{root}: {idx_name} does not index {name}")
-        self._idx = idx
         self._offs = idx.view(np.ndarray) if isinstance(idx, np.memmap) else idx  # still mapped; cheaper slicing
         self.count = int(idx.shape[0] - 1)
 
@@ -282,7 +281,7 @@ class _BlobReader:
         """Records ``j`` to ``j + n - 1``, which the writer kept in one block (a record group)."""
         offs = self._offs[j:j + n + 1].tolist()
         if self._blocks is None:
-            return [bytes(self._raw[a:b]).decode("utf-8") for a, b in zip(offs, offs[1:])]
+            return [self._raw[a:b].decode("utf-8") for a, b in zip(offs, offs[1:])]
         if offs[0] == offs[-1]:
             return [""] * n
         b = int(self._starts_u.searchsorted(offs[0], side="right")) - 1

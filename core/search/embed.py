@@ -61,7 +61,6 @@ def graph_fingerprint(encoder_dir: Path, max_seq_length: int) -> str:
     return h.hexdigest()[:16]
 
 
-
 def output_rows(out: np.ndarray | None, n: int, dim: int) -> np.ndarray:
     """``out`` checked to be float32 ``(n, dim)`` (e.g. an ``np.memmap``), or a new such array."""
     if out is None:
@@ -69,6 +68,7 @@ def output_rows(out: np.ndarray | None, n: int, dim: int) -> np.ndarray:
     if out.shape != (n, dim) or out.dtype != np.float32:
         raise ValueError(f"out must be float32 {(n, dim)}, not {out.dtype} {out.shape}")
     return out
+
 
 class PassageEmbedder:
     """Embeds passages with an exported encoder folder; output float32 ``(n, dim)``, L2-normalised."""
